@@ -1,0 +1,31 @@
+# Two commands: `make demo` and `make test`. Each builds .venv once; the stamp
+# file means a re-run installs nothing unless pyproject.toml changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dcesynth needs Python >= 3.10")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dcectl demo
+
+test: $(STAMP)
+	$(BIN)/ruff check platform tests jobs
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check platform tests jobs
+	$(BIN)/ruff format --check platform tests jobs
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

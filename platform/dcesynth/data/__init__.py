@@ -1,0 +1,1 @@
+"""Data: the phantom cohort, image geometry, readers and (later) the prepared dataset."""

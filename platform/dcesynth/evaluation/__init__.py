@@ -1,0 +1,1 @@
+"""Metrics, feature-extractor weights, SAMe, synthesis, kinetics and reports. Later issue."""

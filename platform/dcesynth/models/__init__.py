@@ -1,0 +1,1 @@
+"""pix2pixHD networks and losses (pure nn.Modules). Built in a later issue."""

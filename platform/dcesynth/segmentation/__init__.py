@@ -1,0 +1,1 @@
+"""nnU-Net datasets, scenarios and fold fan-out. Built in a later issue."""

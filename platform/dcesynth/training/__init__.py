@@ -1,0 +1,1 @@
+"""The Ray Train loop, checkpoints and schedules. Built in a later issue."""

@@ -1,0 +1,1 @@
+"""Search-space files → Ray Tune runs. Built in a later issue."""
