@@ -98,8 +98,10 @@ def build_config(
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        source = str(path) if path is not None and not set_overrides else (
-            f"{path} + command line" if path is not None else "command line"
+        source = (
+            str(path)
+            if path is not None and not set_overrides
+            else (f"{path} + command line" if path is not None else "command line")
         )
         raise ConfigError(format_validation_error(e, cls, source, flag_style)) from None
 

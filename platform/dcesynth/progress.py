@@ -19,8 +19,12 @@ def progress_bar(total: int, description: str, enabled: bool | None = None) -> I
     """Yields ``advance(n=1)``; draws a bar only when ``enabled`` (default: in a terminal)."""
     show = interactive() if enabled is None else enabled
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        disable=not show, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not show,
+        transient=False,
     ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)

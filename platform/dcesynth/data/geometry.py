@@ -38,7 +38,9 @@ class Geometry:
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:
-            raise ValueError(f"Geometry.shape must be 3 positive ints (nz, ny, nx), got {self.shape}")
+            raise ValueError(
+                f"Geometry.shape must be 3 positive ints (nz, ny, nx), got {self.shape}"
+            )
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
             raise ValueError(f"Geometry.spacing must be 3 positive mm values, got {self.spacing}")
         if len(self.direction) != 9:

@@ -92,7 +92,11 @@ def axes_mm(geom: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Dense (len(dst), len(src)) matrix of linear-interpolation weights (src ascending)."""
     pos = np.clip(np.interp(dst, src, np.arange(src.size)), 0, src.size - 1)
-    lo = np.minimum(np.floor(pos).astype(int), src.size - 2) if src.size > 1 else np.zeros(dst.size, int)
+    lo = (
+        np.minimum(np.floor(pos).astype(int), src.size - 2)
+        if src.size > 1
+        else np.zeros(dst.size, int)
+    )
     w = np.zeros((dst.size, src.size), np.float32)
     frac = (pos - lo).astype(np.float32)
     w[np.arange(dst.size), lo] = 1 - frac
@@ -150,7 +154,10 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     a_th, b_th = float(rng.uniform(0.42, 0.48) * fov_y), float(rng.uniform(0.30, 0.36) * fov_y)
     d_th = _depth_ellipsoid([X - 0.0, Y - (y_cw + b_th)], [a_th, b_th])  # (1, ny, nx)
     # Breasts: ellipsoids anterior to the chest wall, slightly asymmetric.
-    rx, ry, rz = (float(v) for v in rng.uniform((0.15, 0.24, 0.33), (0.21, 0.36, 0.45)) * (fov_y, fov_y, z[-1] - z[0]))
+    rx, ry, rz = (
+        float(v)
+        for v in rng.uniform((0.15, 0.24, 0.33), (0.21, 0.36, 0.45)) * (fov_y, fov_y, z[-1] - z[0])
+    )
     breasts = {}
     for side, sign in (("R", -1.0), ("L", 1.0)):  # LPS: +x is the patient's left
         s = rng.uniform(0.93, 1.07)
@@ -171,7 +178,9 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     labels[lung] = Tissue.LUNG
     # Heart (inferior, left of midline) and aorta: the strongly, early enhancing blood pool.
     zc = z[0] + 0.3 * (z[-1] - z[0])
-    heart = ((X - 0.06 * fov_y) / (0.17 * fov_y)) ** 2 + ((Y - (y_cw + 0.22 * fov_y)) / (0.13 * fov_y)) ** 2 + ((Z - zc) / (0.35 * (z[-1] - z[0]))) ** 2 < 1
+    heart = ((X - 0.06 * fov_y) / (0.17 * fov_y)) ** 2 + (
+        (Y - (y_cw + 0.22 * fov_y)) / (0.13 * fov_y)
+    ) ** 2 + ((Z - zc) / (0.35 * (z[-1] - z[0]))) ** 2 < 1
     aorta = (X - 0.05 * fov_y) ** 2 + (Y - (y_cw + 0.38 * fov_y)) ** 2 < (0.035 * fov_y) ** 2
     labels[lung & (heart | aorta)] = Tissue.BLOOD
     # Breast parenchyma: inside a breast, under the skin, in front of the muscle.
@@ -181,14 +190,18 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     # FGT: smooth random field biased towards the breast centre, thresholded to the density share.
     density = cfg_facts["density"]
     share = float(rng.uniform(*DENSITY_FGT_SHARE[density]))
-    rho_br = np.minimum(*(
-        np.sqrt(((X - c[0]) / s[0]) ** 2 + ((Y - c[1]) / s[1]) ** 2 + ((Z - c[2]) / s[2]) ** 2)
-        for c, s, _ in breasts.values()
-    ))
+    rho_br = np.minimum(
+        *(
+            np.sqrt(((X - c[0]) / s[0]) ** 2 + ((Y - c[1]) / s[1]) ** 2 + ((Z - c[2]) / s[2]) ** 2)
+            for c, s, _ in breasts.values()
+        )
+    )
     g = smooth_field(rng, geom, corr_mm=6.0) + 1.2 * (1.0 - rho_br)
     del rho_br
     vals = g[breast]
-    thr = float(np.quantile(vals[:: max(1, vals.size // 200_000)], 1.0 - share)) if vals.size else 0.0
+    thr = (
+        float(np.quantile(vals[:: max(1, vals.size // 200_000)], 1.0 - share)) if vals.size else 0.0
+    )
     fgt_share = np.where(breast, 1.0 / (1.0 + np.exp(-(g - thr) / 0.12)), 0.0).astype(np.float32)
     labels[breast & (g > thr)] = Tissue.FGT
     labels[breast & (g <= thr)] = Tissue.FAT
@@ -201,15 +214,20 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
             _draw_lesion(les, labels, breast, geom)
             lesions.append(les)
     fgt_frac = float((labels[breast] == Tissue.FGT).mean()) if breast.any() else 0.0
-    facts = {"chest_wall_y_mm": y_cw, "fat_layer_mm": fat_mm, "muscle_layer_mm": muscle_mm,
-             "breast_semi_axes_mm": [rx, ry, rz], "skin_mm": skin_mm}
+    facts = {
+        "chest_wall_y_mm": y_cw,
+        "fat_layer_mm": fat_mm,
+        "muscle_layer_mm": muscle_mm,
+        "breast_semi_axes_mm": [rx, ry, rz],
+        "skin_mm": skin_mm,
+    }
     return Anatomy(labels, fgt_share, breast, lesions, density, fgt_frac, facts)
 
 
 def _place_lesion(rng, index, side, diam, breast_def, placed, geom, g, thr, facts) -> Lesion | None:
     """A lesion centre deep enough inside the breast, in FGT (75 %) or fat, apart from others."""
     (cx, cy, cz), (sx, sy, sz), _ = breast_def
-    x, y, z = axes_mm(geom)
+    _, _, z = axes_mm(geom)
     want_fgt = rng.random() < 0.75
     for attempt in range(400):
         r = diam / 2 * (1.0 if attempt < 200 else 0.6)  # shrink if the breast is too small
@@ -221,22 +239,41 @@ def _place_lesion(rng, index, side, diam, breast_def, placed, geom, g, thr, fact
         depth = (1 - rho) * min(sx, sy, sz)
         if depth < r + 4 or p[1] > cy - r or not (z[0] + r <= p[2] <= z[-1] - r):
             continue
-        if any(np.linalg.norm(p - np.asarray(o.center_mm)) < r + o.diameter_mm / 2 + 3 for o in placed):
+        if any(
+            np.linalg.norm(p - np.asarray(o.center_mm)) < r + o.diameter_mm / 2 + 3 for o in placed
+        ):
             continue
-        k, j, i = (int(np.clip(round((p[a] - geom.origin[a]) / geom.spacing[a]), 0, n - 1))
-                   for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2])))
+        k, j, i = (
+            int(np.clip(round((p[a] - geom.origin[a]) / geom.spacing[a]), 0, n - 1))
+            for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2]))
+        )
         in_fgt = bool(g[k, j, i] > thr)
         if attempt < 300 and in_fgt != want_fgt:
             continue
         semi = tuple(float(r * f) for f in rng.uniform(0.8, 1.2, 3))
         q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        lobes = np.column_stack([rng.normal(0, 2.5, (5, 3)), rng.uniform(0, 2 * np.pi, 5), rng.uniform(0.0, 0.05, 5)])
+        lobes = np.column_stack(
+            [rng.normal(0, 2.5, (5, 3)), rng.uniform(0, 2 * np.pi, 5), rng.uniform(0.0, 0.05, 5)]
+        )
         n_sp = int(rng.integers(4, 10)) if facts["spiculated"][index] else 0
         sp_dirs = rng.standard_normal((n_sp, 3))
         sp_dirs /= np.linalg.norm(sp_dirs, axis=1, keepdims=True) + 1e-12
-        spicules = np.column_stack([sp_dirs, rng.uniform(1.4, 2.2, n_sp)]) if n_sp else np.zeros((0, 4))
-        return Lesion(index, side, tuple(float(v) for v in p), semi, q, bool(facts["necrotic"][index]),
-                      float(rng.uniform(0.35, 0.6)), n_sp > 0, in_fgt, lobes, spicules)
+        spicules = (
+            np.column_stack([sp_dirs, rng.uniform(1.4, 2.2, n_sp)]) if n_sp else np.zeros((0, 4))
+        )
+        return Lesion(
+            index,
+            side,
+            tuple(float(v) for v in p),
+            semi,
+            q,
+            bool(facts["necrotic"][index]),
+            float(rng.uniform(0.35, 0.6)),
+            n_sp > 0,
+            in_fgt,
+            lobes,
+            spicules,
+        )
     return None
 
 
@@ -249,8 +286,12 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
         lo = np.searchsorted(ax, les.center_mm[a] - reach)
         hi = np.searchsorted(ax, les.center_mm[a] + reach, side="right")
         sl.append(slice(int(lo), int(max(hi, lo + 1))))
-    dz, dy, dx = np.meshgrid(z[sl[0]] - les.center_mm[2], y[sl[1]] - les.center_mm[1],
-                             x[sl[2]] - les.center_mm[0], indexing="ij")
+    dz, dy, dx = np.meshgrid(
+        z[sl[0]] - les.center_mm[2],
+        y[sl[1]] - les.center_mm[1],
+        x[sl[2]] - les.center_mm[0],
+        indexing="ij",
+    )
     d = np.stack([dx, dy, dz], axis=-1)  # LPS offsets
     u = d @ les.rotation  # lesion frame
     rho = np.sqrt(((u / np.asarray(les.semi_axes_mm)) ** 2).sum(-1))
@@ -265,7 +306,11 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
         inside |= dist < width * (1.0 - t / (length * r_mean)) + 0.3 * width
     region = tuple(sl)
     inside &= breast[region]
-    core = inside & (rho < les.core_fraction * (1.0 + 0.5 * lobul)) if les.necrotic else np.zeros_like(inside)
+    core = (
+        inside & (rho < les.core_fraction * (1.0 + 0.5 * lobul))
+        if les.necrotic
+        else np.zeros_like(inside)
+    )
     sub = labels[region]
     sub[inside] = lesion_label(les.index)
     sub[core] = lesion_label(les.index, necrotic=True)

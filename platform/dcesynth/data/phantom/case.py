@@ -106,8 +106,13 @@ def sample_protocol(rng: np.random.Generator, cfg: PhantomConfig) -> Protocol:
     agent = cfg.agent or str(rng.choice(sorted(T_AGENTS)))
     matrix = cfg.matrix or int(rng.choice(cfg.matrix_choices))
     slices = cfg.slices or int(rng.integers(cfg.slices_range[0], cfg.slices_range[1] + 1))
-    gap = float(np.clip(rng.normal(cfg.phase_gap_s, 0.08 * cfg.phase_gap_s), 0.7 * cfg.phase_gap_s,
-                        1.3 * cfg.phase_gap_s))
+    gap = float(
+        np.clip(
+            rng.normal(cfg.phase_gap_s, 0.08 * cfg.phase_gap_s),
+            0.7 * cfg.phase_gap_s,
+            1.3 * cfg.phase_gap_s,
+        )
+    )
     naming = "dyn" if manufacturer.startswith("GE") else "3d dyn"
     return Protocol(
         manufacturer=manufacturer,
@@ -151,7 +156,9 @@ def phase_times_min(proto: Protocol, phases: int) -> np.ndarray:
     return (np.arange(phases + 1) * proto.phase_gap_s - proto.injection_s) / 60
 
 
-def concentration_at(proto: Protocol, ktrans: float, ve: float, vp: float, phases: int) -> np.ndarray:
+def concentration_at(
+    proto: Protocol, ktrans: float, ve: float, vp: float, phases: int
+) -> np.ndarray:
     """Tissue concentration (mM) at the acquisition times of pre + ``phases`` post phases."""
     t, cp = _fine_time(proto)
     ct = tofts(t, cp, ktrans, ve, vp)
@@ -192,7 +199,7 @@ class PhantomCase:
 
     @property
     def box(self) -> tuple[int, int, int, int, int, int] | None:
-        """Index lesion (largest) box in array order (z0, z1, y0, y1, x0, x1), inclusive, 0-based."""
+        """Index (largest) lesion box, array order (z0, z1, y0, y1, x0, x1), 0-based inclusive."""
         return self.ground_truth["box_zyx"]
 
 
@@ -209,7 +216,10 @@ def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     geom = proto.geometry()
     n_les = int(rng.integers(2, MAX_LESIONS + 1)) if rng.random() < cfg.multifocal_fraction else 1
     min_d = 3.0 * max(geom.spacing)  # smaller lesions would vanish between voxels
-    lo, hi = max(cfg.lesion_diameter_mm[0], min(min_d, cfg.lesion_diameter_mm[1])), cfg.lesion_diameter_mm[1]
+    lo, hi = (
+        max(cfg.lesion_diameter_mm[0], min(min_d, cfg.lesion_diameter_mm[1])),
+        cfg.lesion_diameter_mm[1],
+    )
     diam = sorted((float(rng.uniform(lo, max(lo, hi))) for _ in range(n_les)), reverse=True)
     facts = {
         "density": _pick(rng, cfg.density_weights),
@@ -228,11 +238,15 @@ def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     identity = {
         "Patient ID": case_id(index),
         "PatientName": f"{rng.choice(LAST_NAMES)}^{rng.choice(FIRST_NAMES)}",
-        "PatientBirthDate": f"{rng.integers(1935, 1990)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}",
+        "PatientBirthDate": (
+            f"{rng.integers(1935, 1990)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+        ),
         "AccessionNumber": f"A{rng.integers(10**7, 10**8)}",
         "OtherPatientIDs": f"MRN{rng.integers(10**6, 10**7)}",
     }
-    return PhantomCase(case_id(index), index, geom, images, anat.labels, anat.mask, proto, gt, identity)
+    return PhantomCase(
+        case_id(index), index, geom, images, anat.labels, anat.mask, proto, gt, identity
+    )
 
 
 def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -243,21 +257,28 @@ def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int
         scale = T.BPE_LEVELS[bpe][0] if label == Tissue.FGT else 1.0
         conc[label] = concentration_at(proto, kt * scale, ve, vp, n_ph)
     # Blood-pool voxels hold whole blood: Cb = (1 − Hct)·Cp follows the plasma curve.
-    conc[Tissue.BLOOD] = AIF.blood(np.maximum(phase_times_min(proto, n_ph), 0), proto.bolus_delay_min)
+    conc[Tissue.BLOOD] = AIF.blood(
+        np.maximum(phase_times_min(proto, n_ph), 0), proto.bolus_delay_min
+    )
     conc[Tissue.BLOOD] = np.where(phase_times_min(proto, n_ph) < 0, 0.0, conc[Tissue.BLOOD])
     lut = np.zeros((n_ph + 1, 256), np.float32)
     for label in T.T1_MS:
         c = conc.get(label, np.zeros(n_ph + 1))
         m0 = T.M0[label] * (cfg.fat_residual if label == Tissue.FAT else 1.0)
-        lut[:, label] = spgr_signal(m0, r1_of(T.t1_for(T.T1_MS[label], proto.field_t), c, proto.r1),
-                                    proto.tr_ms, proto.flip_deg)
+        lut[:, label] = spgr_signal(
+            m0,
+            r1_of(T.t1_for(T.T1_MS[label], proto.field_t), c, proto.r1),
+            proto.tr_ms,
+            proto.flip_deg,
+        )
     for les, kin in zip(anat.lesions, lesion_kin, strict=True):
         c = concentration_at(proto, kin["ktrans"], kin["ve"], kin["vp"], n_ph)
         conc[lesion_label(les.index)] = c
         lut[:, lesion_label(les.index)] = lesion_signal(proto, c)
         t10n = T.t1_for(T.NECROSIS_T1_MS, proto.field_t)
         lut[:, lesion_label(les.index, True)] = spgr_signal(
-            T.NECROSIS_M0, r1_of(t10n, 0.0, proto.r1), proto.tr_ms, proto.flip_deg)
+            T.NECROSIS_M0, r1_of(t10n, 0.0, proto.r1), proto.tr_ms, proto.flip_deg
+        )
     return lut, conc
 
 
@@ -275,11 +296,15 @@ def _synthesize(rng, cfg, proto, geom, anat: Anatomy, bpe, lesion_kin):
     sigma = pre_fgt / cfg.snr
     del bias
     # One gain for all phases keeps the enhancement ratios; peak at a scanner-like 1500–3500.
-    gain = float(rng.uniform(1500, 3500)) / float(lut.max() * weight.max() * drift.max() + 3 * sigma)
+    gain = float(rng.uniform(1500, 3500)) / float(
+        lut.max() * weight.max() * drift.max() + 3 * sigma
+    )
     breast_mix = anat.breast & (anat.labels <= Tissue.FGT)  # parenchyma not taken by a lesion
     share = anat.fgt_share[breast_mix]
     images = np.empty((proto.post_phases + 1, *geom.shape), np.uint16)
-    shifts = rng.normal(0, cfg.motion_mm, (proto.post_phases + 1, 3)) / np.asarray(geom.spacing)[::-1]
+    shifts = (
+        rng.normal(0, cfg.motion_mm, (proto.post_phases + 1, 3)) / np.asarray(geom.spacing)[::-1]
+    )
     for p in range(proto.post_phases + 1):
         s = lut[p][anat.labels]
         s[breast_mix] = share * lut[p, Tissue.FGT] + (1 - share) * lut[p, Tissue.FAT]
@@ -299,27 +324,47 @@ def _ground_truth(cfg, index, proto, geom, anat, bpe, lesion_kin, noise_sigma, g
     lesions = []
     for les, kin in zip(anat.lesions, lesion_kin, strict=True):
         s = lut[:, lesion_label(les.index)] * gain
-        lesions.append({
-            "index": les.index, "side": les.side, "center_mm_lps": list(les.center_mm),
-            "diameter_mm": les.diameter_mm, "semi_axes_mm": list(les.semi_axes_mm),
-            "necrotic": les.necrotic, "spiculated": les.spiculated, "in_fgt": les.in_fgt,
-            "voxels": les.voxels, "box_zyx": list(les.bbox) if les.bbox else None, **kin,
-            "concentration_mM": conc[lesion_label(les.index)].tolist(),
-            "signal_noise_free": s.tolist(),
-            "relative_enhancement": ((s[1:] - s[0]) / s[0]).tolist(),
-        })
+        lesions.append(
+            {
+                "index": les.index,
+                "side": les.side,
+                "center_mm_lps": list(les.center_mm),
+                "diameter_mm": les.diameter_mm,
+                "semi_axes_mm": list(les.semi_axes_mm),
+                "necrotic": les.necrotic,
+                "spiculated": les.spiculated,
+                "in_fgt": les.in_fgt,
+                "voxels": les.voxels,
+                "box_zyx": list(les.bbox) if les.bbox else None,
+                **kin,
+                "concentration_mM": conc[lesion_label(les.index)].tolist(),
+                "signal_noise_free": s.tolist(),
+                "relative_enhancement": ((s[1:] - s[0]) / s[0]).tolist(),
+            }
+        )
     index_lesion = max(lesions, key=lambda d: d["voxels"]) if lesions else None
     return {
-        "case_id": case_id(index), "index": index, "seed": cfg.seed, "fingerprint": cfg.fingerprint(),
-        "protocol": asdict(proto), "geometry": geom.to_dict(),
+        "case_id": case_id(index),
+        "index": index,
+        "seed": cfg.seed,
+        "fingerprint": cfg.fingerprint(),
+        "protocol": asdict(proto),
+        "geometry": geom.to_dict(),
         "acquisition_s": proto.acquisition_s.tolist(),
         "acquisition_min_after_injection": phase_times_min(proto, proto.post_phases).tolist(),
-        "density": anat.density, "fgt_fraction": anat.fgt_fraction, "bpe": bpe,
-        "lesion_count": len(lesions), "multifocal": len(lesions) > 1,
+        "density": anat.density,
+        "fgt_fraction": anat.fgt_fraction,
+        "bpe": bpe,
+        "lesion_count": len(lesions),
+        "multifocal": len(lesions) > 1,
         "index_lesion": index_lesion["index"] if index_lesion else None,
         "box_zyx": index_lesion["box_zyx"] if index_lesion else None,
-        "lesions": lesions, "noise_sigma": noise_sigma, "gain": gain,
-        "tissue_signal_noise_free": {Tissue(k).name.lower(): (lut[:, k] * gain).tolist() for k in T.T1_MS},
+        "lesions": lesions,
+        "noise_sigma": noise_sigma,
+        "gain": gain,
+        "tissue_signal_noise_free": {
+            Tissue(k).name.lower(): (lut[:, k] * gain).tolist() for k in T.T1_MS
+        },
         "anatomy": anat.facts,
     }
 

@@ -34,8 +34,15 @@ from dcesynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_COLUMNS = ["Patient ID", "Start Row", "End Row", "Start Column", "End Column",
-                      "Start Slice", "End Slice"]
+ANNOTATION_COLUMNS = [
+    "Patient ID",
+    "Start Row",
+    "End Row",
+    "Start Column",
+    "End Column",
+    "Start Slice",
+    "End Slice",
+]
 
 
 class PhantomError(ValueError):
@@ -46,8 +53,14 @@ def duke_box(box_zyx: list[int], n_slices: int, instance_order: int) -> dict[str
     """Array-order 0-based box → Duke's 1-based row/column/InstanceNumber-ordered slice box."""
     z0, z1, y0, y1, x0, x1 = box_zyx
     s0, s1 = (z0 + 1, z1 + 1) if instance_order > 0 else (n_slices - z1, n_slices - z0)
-    return {"Start Row": y0 + 1, "End Row": y1 + 1, "Start Column": x0 + 1, "End Column": x1 + 1,
-            "Start Slice": s0, "End Slice": s1}
+    return {
+        "Start Row": y0 + 1,
+        "End Row": y1 + 1,
+        "Start Column": x0 + 1,
+        "End Column": x1 + 1,
+        "Start Slice": s0,
+        "End Slice": s1,
+    }
 
 
 def check_output_dir(out: Path, cfg: PhantomConfig) -> None:
@@ -56,15 +69,20 @@ def check_output_dir(out: Path, cfg: PhantomConfig) -> None:
         return
     manifest = out / "phantom.json"
     if not manifest.is_file():
-        raise PhantomError(f"--out {out}: directory is not empty and holds no phantom cohort "
-                           "(no phantom.json); choose an empty or new directory")
+        raise PhantomError(
+            f"--out {out}: directory is not empty and holds no phantom cohort "
+            "(no phantom.json); choose an empty or new directory"
+        )
     old = json.loads(manifest.read_text())
     if old.get("fingerprint") != cfg.fingerprint():
         new = cfg.model_dump(mode="json")
-        diff = sorted(k for k in new if k not in ("cases", "formats") and old["config"].get(k) != new[k])
+        diff = sorted(
+            k for k in new if k not in ("cases", "formats") and old["config"].get(k) != new[k]
+        )
         raise PhantomError(
             f"--out {out}: holds a different phantom cohort (options that differ: "
-            f"{', '.join(diff) or 'generator version'}); choose another --out or delete it")
+            f"{', '.join(diff) or 'generator version'}); choose another --out or delete it"
+        )
 
 
 def _case_done(out: Path, cfg: PhantomConfig, cid: str) -> bool:
@@ -74,7 +92,8 @@ def _case_done(out: Path, cfg: PhantomConfig, cid: str) -> bool:
     if "dicom" in cfg.formats and not (out / "dicom" / cid).is_dir():
         return False
     return "nifti" not in cfg.formats or (
-        (out / "nifti" / "images" / cid).is_dir() and (out / "nifti" / "masks" / f"{cid}.nii.gz").is_file()
+        (out / "nifti" / "images" / cid).is_dir()
+        and (out / "nifti" / "masks" / f"{cid}.nii.gz").is_file()
     )
 
 
@@ -83,7 +102,9 @@ def write_case(case: PhantomCase, out: Path, formats: tuple[str, ...]) -> None:
     if "dicom" in formats:
         write_dicom(case, out / "dicom")
     if "nifti" in formats:
-        write_nifti(case, out / "nifti" / "images", out / "nifti" / "masks", out / "nifti" / "labels")
+        write_nifti(
+            case, out / "nifti" / "images", out / "nifti" / "masks", out / "nifti" / "labels"
+        )
     record = {**case.ground_truth, "identity_keys": sorted(case.identity)}
     record["_identity"] = case.identity  # kept out of the tables; see identities.csv
     atomic_write_text(out / "ground_truth" / f"{case.case_id}.json", json.dumps(record, indent=1))
@@ -116,9 +137,17 @@ def generate_cohort(
     out.mkdir(parents=True, exist_ok=True)
     if removed := remove_stale_tmp(out):
         log.info("removed %d leftovers of an interrupted run", removed)
-    atomic_write_text(out / "phantom.json", json.dumps(
-        {"kind": "dcesynth-phantom", "fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")},
-        indent=1))
+    atomic_write_text(
+        out / "phantom.json",
+        json.dumps(
+            {
+                "kind": "dcesynth-phantom",
+                "fingerprint": cfg.fingerprint(),
+                "config": cfg.model_dump(mode="json"),
+            },
+            indent=1,
+        ),
+    )
     (out / "cohort.json").unlink(missing_ok=True)  # complete again only when this run ends
     todo = [i for i in range(cfg.cases) if not _case_done(out, cfg, case_id(i))]
     log.info("phantom: %d cases to generate, %d already complete", len(todo), cfg.cases - len(todo))
@@ -135,11 +164,24 @@ def generate_cohort(
                 for fut in as_completed(futures):
                     fut.result()
                     advance()
-    records = [json.loads((out / "ground_truth" / f"{case_id(i)}.json").read_text()) for i in range(cfg.cases)]
+    records = [
+        json.loads((out / "ground_truth" / f"{case_id(i)}.json").read_text())
+        for i in range(cfg.cases)
+    ]
     _write_tables(out, records)
-    atomic_write_text(out / "cohort.json", json.dumps({
-        "kind": "dcesynth-phantom", "fingerprint": cfg.fingerprint(), "cases": [r["case_id"] for r in records],
-        "formats": list(cfg.formats), "complete": True}, indent=1))
+    atomic_write_text(
+        out / "cohort.json",
+        json.dumps(
+            {
+                "kind": "dcesynth-phantom",
+                "fingerprint": cfg.fingerprint(),
+                "cases": [r["case_id"] for r in records],
+                "formats": list(cfg.formats),
+                "complete": True,
+            },
+            indent=1,
+        ),
+    )
     return records
 
 
@@ -157,17 +199,35 @@ def _write_tables(out: Path, records: list[dict]) -> None:
         p, idx = r["protocol"], r["index_lesion"]
         les = r["lesions"][idx] if idx is not None else None
         if r["box_zyx"] is not None:
-            boxes.append({"Patient ID": r["case_id"], **duke_box(r["box_zyx"], p["slices"], p["instance_order"])})
-        clinical.append({
-            "Patient ID": r["case_id"], "Manufacturer": p["manufacturer"], "Model": p["model"],
-            "Field Strength (T)": p["field_t"], "Contrast Agent": p["agent"], "TR (ms)": p["tr_ms"],
-            "Flip Angle (deg)": p["flip_deg"], "Matrix": p["matrix"], "Slices": p["slices"],
-            "Post Phases": p["post_phases"], "Density": r["density"], "BPE": r["bpe"],
-            "Lesion Count": r["lesion_count"], "Multifocal": int(r["multifocal"]),
-            "Tumour Side": les["side"] if les else "", "Tumour Diameter (mm)": round(les["diameter_mm"], 1) if les else "",
-            "Curve Type": les["curve_type"] if les else "", "Necrotic": int(les["necrotic"]) if les else "",
-            "Spiculated": int(les["spiculated"]) if les else "",
-        })
+            boxes.append(
+                {
+                    "Patient ID": r["case_id"],
+                    **duke_box(r["box_zyx"], p["slices"], p["instance_order"]),
+                }
+            )
+        clinical.append(
+            {
+                "Patient ID": r["case_id"],
+                "Manufacturer": p["manufacturer"],
+                "Model": p["model"],
+                "Field Strength (T)": p["field_t"],
+                "Contrast Agent": p["agent"],
+                "TR (ms)": p["tr_ms"],
+                "Flip Angle (deg)": p["flip_deg"],
+                "Matrix": p["matrix"],
+                "Slices": p["slices"],
+                "Post Phases": p["post_phases"],
+                "Density": r["density"],
+                "BPE": r["bpe"],
+                "Lesion Count": r["lesion_count"],
+                "Multifocal": int(r["multifocal"]),
+                "Tumour Side": les["side"] if les else "",
+                "Tumour Diameter (mm)": round(les["diameter_mm"], 1) if les else "",
+                "Curve Type": les["curve_type"] if les else "",
+                "Necrotic": int(les["necrotic"]) if les else "",
+                "Spiculated": int(les["spiculated"]) if les else "",
+            }
+        )
         identities.append(r["_identity"])
     atomic_write_text(out / "Annotation_Boxes.csv", _csv(boxes, ANNOTATION_COLUMNS))
     atomic_write_text(out / "clinical.csv", _csv(clinical, list(clinical[0])))

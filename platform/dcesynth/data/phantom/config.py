@@ -33,7 +33,9 @@ class PhantomConfig(StrictModel):
     seed: int = Field(0, ge=0, description="cohort seed; case i depends only on (seed, i)")
     formats: tuple[OutputFormat, ...] = Field(("dicom", "nifti"), min_length=1)
     # --- acquisition ----------------------------------------------------------------------
-    matrix: int | None = Field(None, ge=16, le=1024, description="in-plane matrix (px); None: drawn")
+    matrix: int | None = Field(
+        None, ge=16, le=1024, description="in-plane matrix (px); None: drawn"
+    )
     matrix_choices: tuple[int, ...] = Field((320, 448, 512), min_length=1)
     slices: int | None = Field(None, ge=4, le=512, description="slices per volume; None: drawn")
     slices_range: tuple[int, int] = (144, 176)
@@ -53,12 +55,17 @@ class PhantomConfig(StrictModel):
     motion_mm: float = Field(0.0, ge=0.0, le=10.0, description="sd of per-phase rigid shift")
     fat_residual: float = Field(0.08, ge=0.0, le=1.0, description="fat signal left by fat-sat")
     # --- anatomy and lesions ------------------------------------------------------------------
-    density_weights: dict[Density, float] = {"a": 0.1, "b": 0.4, "c": 0.4, "d": 0.1}
+    density_weights: dict[Density, float] = Field(
+        default_factory=lambda: {"a": 0.1, "b": 0.4, "c": 0.4, "d": 0.1}
+    )
     multifocal_fraction: float = Field(0.1, ge=0.0, le=1.0)
     necrotic_fraction: float = Field(0.2, ge=0.0, le=1.0)
     spiculated_fraction: float = Field(0.3, ge=0.0, le=1.0)
     lesion_diameter_mm: tuple[float, float] = (5.0, 40.0)
-    curve_type_weights: dict[Literal["I", "II", "III"], float] = {"I": 0.09, "II": 0.34, "III": 0.57}
+    curve_type_weights: dict[Literal["I", "II", "III"], float] = Field(
+        default_factory=lambda: {"I": 0.09, "II": 0.34, "III": 0.57},
+        description="Kuhl curve types among cancers (Kuhl et al., Radiology 1999)",
+    )
     hct_range: tuple[float, float] = (0.42, 0.45)
     # --- DICOM realism (what readers must cope with) -----------------------------------------
     multiphase_series_fraction: float = Field(
@@ -74,8 +81,13 @@ class PhantomConfig(StrictModel):
         return v
 
     @field_validator(
-        "slices_range", "coverage_mm", "fov_mm", "flip_angle_range", "tr_range",
-        "lesion_diameter_mm", "hct_range",
+        "slices_range",
+        "coverage_mm",
+        "fov_mm",
+        "flip_angle_range",
+        "tr_range",
+        "lesion_diameter_mm",
+        "hct_range",
     )
     @classmethod
     def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
@@ -95,7 +107,9 @@ class PhantomConfig(StrictModel):
         if self.hct_range[1] >= 1:
             raise ValueError(f"hct_range must lie below 1, got {self.hct_range}")
         if self.flip_angle_range[1] >= 90:
-            raise ValueError(f"flip_angle_range must lie in (0, 90) degrees, got {self.flip_angle_range}")
+            raise ValueError(
+                f"flip_angle_range must lie in (0, 90) degrees, got {self.flip_angle_range}"
+            )
         if self.agent is not None and self.agent not in RELAXIVITY:  # pragma: no cover - Literal
             raise ValueError(f"agent must be one of {sorted(RELAXIVITY)}")
         if len(set(self.formats)) != len(self.formats):

@@ -85,7 +85,7 @@ class ParkerAIF:
 def _exp_weights(k: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact weights for ∫₀^dt c(s)·exp(−k(dt−s)) ds with c linear on [0, dt].
 
-    Returns ``(E, a, b)`` with E = exp(−k·dt), a = ∫ e^{−k(dt−s)} ds and b = ∫ s·e^{−k(dt−s)} ds / dt,
+    Returns ``(E, a, b)``: E = exp(−k·dt), a = ∫ e^{−k(dt−s)} ds, b = ∫ s·e^{−k(dt−s)} ds / dt,
     so that the integral is ``a·c0 + b·(c1 − c0)``. Series expansions avoid the cancellation of
     the closed forms when k·dt is tiny (k = 0 is allowed: no exchange).
     """

@@ -47,6 +47,7 @@ def remove_stale_tmp(root: Path) -> int:
 
 # --- DICOM --------------------------------------------------------------------------------------
 
+
 def series_descriptions(case: PhantomCase) -> list[str]:
     """Series description per phase as Duke's scanners wrote them (a typo where configured)."""
     p = case.protocol
@@ -68,7 +69,9 @@ def _clock(seconds: float) -> str:
 
 def _uid(case: PhantomCase, *parts: object) -> str:
     # Deterministic UIDs (2.25 root) from the case's identity and the object's role.
-    return generate_uid(prefix=None, entropy_srcs=[case.ground_truth["fingerprint"], case.case_id, *map(str, parts)])
+    return generate_uid(
+        prefix=None, entropy_srcs=[case.ground_truth["fingerprint"], case.case_id, *map(str, parts)]
+    )
 
 
 def _base_dataset(case: PhantomCase, geom: Geometry) -> Dataset:
@@ -100,8 +103,13 @@ def _base_dataset(case: PhantomCase, geom: Geometry) -> Dataset:
     ds.MRAcquisitionType = "3D"
     ds.BodyPartExamined = "BREAST"
     ds.PatientPosition = "FFP"
-    ds.ImageOrientationPatient = [float(v) for v in (*geom.direction_matrix[:, 0], *geom.direction_matrix[:, 1])]
-    ds.PixelSpacing = [float(geom.spacing[1]), float(geom.spacing[0])]  # row spacing, column spacing
+    ds.ImageOrientationPatient = [
+        float(v) for v in (*geom.direction_matrix[:, 0], *geom.direction_matrix[:, 1])
+    ]
+    ds.PixelSpacing = [
+        float(geom.spacing[1]),
+        float(geom.spacing[0]),
+    ]  # row spacing, column spacing
     ds.SliceThickness = float(geom.spacing[2])
     ds.SpacingBetweenSlices = float(geom.spacing[2])
     ds.Rows, ds.Columns = geom.shape[1], geom.shape[2]
@@ -111,7 +119,9 @@ def _base_dataset(case: PhantomCase, geom: Geometry) -> Dataset:
     return ds
 
 
-def _write_series(case, folder: Path, base: Dataset, desc: str, number: int, phases: list[int]) -> None:
+def _write_series(
+    case, folder: Path, base: Dataset, desc: str, number: int, phases: list[int]
+) -> None:
     """One series holding ``phases`` (several → a multiphase series with temporal positions)."""
     p, geom = case.protocol, case.geometry
     folder.mkdir(parents=True)
@@ -156,16 +166,26 @@ def write_dicom(case: PhantomCase, root: Path) -> Path:
     tmp = _tmp_beside(final)
     p = case.protocol
     base = _base_dataset(case, case.geometry)
-    study = tmp / f"01-01-{p.study_year}-NA-MRI BREAST BILATERAL W WO-{10000 + case.index * 37 % 90000}"
+    study = (
+        tmp / f"01-01-{p.study_year}-NA-MRI BREAST BILATERAL W WO-{10000 + case.index * 37 % 90000}"
+    )
     try:
         if p.multiphase_series:
             phases = list(range(p.post_phases + 1))
-            _write_series(case, study / "3.000000-Ax Vibrant MultiPhase-00001", base,
-                          "Ax Vibrant MultiPhase", 3, phases)
+            _write_series(
+                case,
+                study / "3.000000-Ax Vibrant MultiPhase-00001",
+                base,
+                "Ax Vibrant MultiPhase",
+                3,
+                phases,
+            )
         else:
             for ph, desc in enumerate(series_descriptions(case)):
                 num = 3 + ph
-                _write_series(case, study / f"{num}.000000-{desc.strip()}-{num:05d}", base, desc, num, [ph])
+                _write_series(
+                    case, study / f"{num}.000000-{desc.strip()}-{num:05d}", base, desc, num, [ph]
+                )
         publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -174,6 +194,7 @@ def write_dicom(case: PhantomCase, root: Path) -> Path:
 
 
 # --- NIfTI --------------------------------------------------------------------------------------
+
 
 def _nifti(array_zyx: np.ndarray, geom: Geometry) -> nib.Nifti1Image:
     img = nib.Nifti1Image(np.ascontiguousarray(array_zyx.transpose(2, 1, 0)), geom.affine_ras)
@@ -200,7 +221,9 @@ def write_nifti(case: PhantomCase, images_root: Path, masks_root: Path, labels_r
     tmp.mkdir(parents=True)
     try:
         for ph in range(case.images.shape[0]):
-            nib.save(_nifti(case.images[ph], case.geometry), tmp / f"{case.case_id}_{ph:04d}.nii.gz")
+            nib.save(
+                _nifti(case.images[ph], case.geometry), tmp / f"{case.case_id}_{ph:04d}.nii.gz"
+            )
         publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

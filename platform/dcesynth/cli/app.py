@@ -1,0 +1,40 @@
+"""`dcectl`: the command line of dcesynth. Thin: each command parses, calls the library, reports.
+
+Heavy libraries (numpy, torch, ray) are imported inside the commands, so `dcectl --help` is fast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from dcesynth.cli import bench, demo, phantom
+
+app = typer.Typer(
+    name="dcectl",
+    help="Virtual contrast enhancement for breast MRI: phantom cohorts, ingest, training, sweeps.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("phantom")(phantom.phantom)
+app.command("demo")(demo.demo)
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    from dcesynth.progress import interactive
+
+    if interactive():
+        from rich.logging import RichHandler
+
+        logging.basicConfig(
+            level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]
+        )
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""`dcectl bench …`: speed and memory figures. Benchmarks print numbers; they are not tests."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcesynth.cli.errors import user_errors
+from dcesynth.cli.phantom import DEFAULT_WORKERS
+
+app = typer.Typer(help="Benchmarks: speed and memory figures (not tests).", no_args_is_help=True)
+
+
+def _parse_size(text: str) -> tuple[int, int, int]:
+    try:
+        cases, matrix, slices = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} must be CASESxMATRIXxSLICES, e.g. 24x64x24") from None
+    return cases, matrix, slices
+
+
+def _run_cohort(size: tuple[int, int, int], out: str, workers: int, queue) -> None:
+    """Child process: generate one cohort and report wall time and peak RSS (self + workers)."""
+    import resource
+    import time
+
+    from dcesynth.data.phantom import PhantomConfig, generate_cohort
+
+    cases, matrix, slices = size
+    cfg = PhantomConfig(cases=cases, matrix=matrix, slices=slices)
+    t0 = time.perf_counter()
+    generate_cohort(cfg, Path(out), workers=workers, progress=False)
+    wall = time.perf_counter() - t0
+    kib = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    queue.put((wall, kib / 1024))
+
+
+@app.command("phantom")
+def bench_phantom(
+    sizes: Annotated[
+        list[str] | None, typer.Option("--size", help="CASESxMATRIXxSLICES, repeatable.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Parallel processes per cohort.")] = DEFAULT_WORKERS,
+    out: Annotated[Path, typer.Option(help="Scratch directory (removed unless --keep).")] = Path(
+        "bench_out"
+    ),
+    keep: Annotated[bool, typer.Option(help="Keep the generated cohorts.")] = False,
+) -> None:
+    """Time and peak memory to generate phantom cohorts (default: 24×64²×24 and 4×512²×160)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with user_errors():
+        parsed = [_parse_size(s) for s in (sizes or ["24x64x24", "4x512x160"])]
+    table = Table(title=f"phantom generation, {workers} worker process(es), DICOM + NIfTI")
+    for col in (
+        "cases",
+        "grid",
+        "wall (s)",
+        "s / case",
+        "peak RSS / process (MiB)",
+        "on disk (MiB)",
+    ):
+        table.add_column(col, justify="right")
+    ctx = mp.get_context("spawn")  # a fresh process per cohort: peak RSS is that cohort's alone
+    for size in parsed:
+        target = out / f"{size[0]}x{size[1]}x{size[2]}"
+        shutil.rmtree(target, ignore_errors=True)
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_run_cohort, args=(size, str(target), workers, queue))
+        proc.start()
+        wall, peak = queue.get()
+        proc.join()
+        disk = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 2**20
+        table.add_row(
+            str(size[0]),
+            f"{size[1]}²×{size[2]}",
+            f"{wall:.1f}",
+            f"{wall / size[0]:.2f}",
+            f"{peak:.0f}",
+            f"{disk:.0f}",
+        )
+        if not keep:
+            shutil.rmtree(target, ignore_errors=True)
+    Console().print(table)
