@@ -197,7 +197,9 @@ def write_dicom(case: PhantomCase, root: Path) -> Path:
 
 
 def _nifti(array_zyx: np.ndarray, geom: Geometry) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(np.ascontiguousarray(array_zyx.transpose(2, 1, 0)), geom.affine_ras)
+    # The (x, y, z) view of a C-ordered (z, y, x) array is Fortran-contiguous, which is NIfTI's
+    # on-disk order: nibabel writes it without a copy.
+    img = nib.Nifti1Image(array_zyx.transpose(2, 1, 0), geom.affine_ras)
     img.set_qform(geom.affine_ras, code=1)
     img.set_sform(geom.affine_ras, code=1)
     img.header.set_xyzt_units("mm", "sec")
