@@ -80,6 +80,13 @@ def kinetic_curves(gt: dict, dt_min: float = 1 / 120) -> dict[str, np.ndarray]:
     return curves
 
 
+def _color(name: str) -> str:
+    """The same colour for a tissue in both panels of the kinetics plot."""
+    if name.startswith("lesion"):
+        return ("C3", "C4", "C5")[int(name.split()[1]) - 1]
+    return {"Cp": "C0", "blood": "C1", "FGT": "C2"}[name.split()[0]]
+
+
 def kinetics_plot(gt: dict, path: Path, dpi: int = 80) -> Path:
     """Concentrations over time with acquisitions marked, and relative enhancement per phase."""
     curves = kinetic_curves(gt)
@@ -88,7 +95,12 @@ def kinetics_plot(gt: dict, path: Path, dpi: int = 80) -> Path:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     for name, c in curves.items():
         a1.plot(
-            t, c, lw=1.8 if "lesion" in name else 1.2, ls="--" if "Cb" in name else "-", label=name
+            t,
+            c,
+            color=_color(name),
+            lw=1.8 if "lesion" in name else 1.2,
+            ls="--" if "Cb" in name else "-",
+            label=name,
         )
     for i, ta in enumerate(t_acq):
         a1.axvline(ta, color="0.6", lw=0.8, ls=":")
@@ -111,7 +123,7 @@ def kinetics_plot(gt: dict, path: Path, dpi: int = 80) -> Path:
         for les in gt["lesions"]
     ]:
         s = np.asarray(s)
-        a2.plot(t_acq, 100 * (s - s[0]) / s[0], "o-", label=name)
+        a2.plot(t_acq, 100 * (s - s[0]) / s[0], "o-", color=_color(name), label=name)
     a2.set_xlabel("acquisition time (min after injection)")
     a2.set_ylabel("relative enhancement (%)")
     a2.set_title("SPGR signal at the acquisitions (noise-free)", fontsize=9)
