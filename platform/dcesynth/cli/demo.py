@@ -58,7 +58,9 @@ def demo(
             les["curve_type"] if les else "-",
             r["bpe"],
         )
-    console = Console()
+    from dcesynth.progress import interactive
+
+    console = Console(width=None if interactive() else 140)  # logs and CI get the whole table
     console.print(table)
     console.print(f"DICOM tree:  {cohort / 'dicom'}\nNIfTI tree:  {cohort / 'nifti'}")
     console.print(
