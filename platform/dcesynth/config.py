@@ -38,25 +38,33 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(getattr(model, "model_fields", {}))
 
 
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
 def format_validation_error(
-    exc: ValidationError, cls: type[BaseModel], source: str, flag_style: bool = False
+    exc: ValidationError, cls: type[BaseModel], file: str | None, cli_keys: set[str] = frozenset()
 ) -> str:
-    """One line per problem: ``<source>: key `a.b`: message (got X)``.
+    """One line per problem, naming where the value came from, the key and what is allowed.
+
+    Keys given on the command line are named as flags (``--flip-angle``), keys from the file as
+    written there (``flip_angle``, ``model.ngf``).
 
     Args:
         exc: the pydantic error.
         cls: the model that was validated (to list allowed keys for typos).
-        source: where the values came from (a file path, "command line", …).
-        flag_style: name keys as CLI flags (``--flip-angle``) instead of ``flip_angle``.
+        file: the YAML file the other values came from, if any.
+        cli_keys: top-level keys that came from command-line flags.
     """
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "<root>"
-        if flag_style and loc:
-            key = "--" + str(loc[0]).replace("_", "-")
+        from_cli = bool(loc) and loc[0] in cli_keys
+        key = _flag(str(loc[0])) if from_cli else ".".join(str(p) for p in loc) or "<root>"
+        source = "command line" if from_cli else (file or "config")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed keys: {', '.join(_allowed_keys(cls, loc))}"
+            keys = _allowed_keys(cls, loc)
+            msg = f"unknown key; allowed keys: {', '.join(map(_flag, keys) if from_cli else keys)}"
         else:
             msg = err["msg"]
             if "input" in err and err["type"] != "missing":
@@ -82,15 +90,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(
-    cls: type[M],
-    path: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    flag_style: bool = True,
+    cls: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> M:
     """Model from an optional YAML file plus overrides (CLI flags win; ``None`` means unset).
 
     Raises:
-        ConfigError: naming the file or "command line", the key and the allowed values.
+        ConfigError: naming the file or the flag, the key and the allowed values.
     """
     data = read_yaml(path) if path is not None else {}
     set_overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -98,12 +103,8 @@ def build_config(
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        source = (
-            str(path)
-            if path is not None and not set_overrides
-            else (f"{path} + command line" if path is not None else "command line")
-        )
-        raise ConfigError(format_validation_error(e, cls, source, flag_style)) from None
+        file = str(path) if path is not None else None
+        raise ConfigError(format_validation_error(e, cls, file, set(set_overrides))) from None
 
 
 def to_yaml(model: BaseModel) -> str:
@@ -114,7 +115,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` so that readers see the old file or the whole new one, never a part."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    # ".tmp-" is the prefix of every partial artifact; the phantom's next run removes leftovers
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

@@ -250,7 +250,8 @@ def _place_lesion(rng, index, side, diam, breast_def, placed, geom, g, thr, fact
         in_fgt = bool(g[k, j, i] > thr)
         if attempt < 300 and in_fgt != want_fgt:
             continue
-        semi = tuple(float(r * f) for f in rng.uniform(0.8, 1.2, 3))
+        f = rng.uniform(0.8, 1.2, 3)
+        semi = tuple(float(r * v) for v in f / f.mean())  # mean semi-axis is r: diameter as drawn
         q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
         lobes = np.column_stack(
             [rng.normal(0, 2.5, (5, 3)), rng.uniform(0, 2 * np.pi, 5), rng.uniform(0.0, 0.05, 5)]
@@ -305,13 +306,13 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
         dist = np.linalg.norm(d - t[..., None] * np.asarray(v), axis=-1)
         inside |= dist < width * (1.0 - t / (length * r_mean)) + 0.3 * width
     region = tuple(sl)
-    inside &= breast[region]
+    sub = labels[region]
+    inside &= breast[region] & (sub < LESION_BASE)  # never over another lesion (spicules reach far)
     core = (
         inside & (rho < les.core_fraction * (1.0 + 0.5 * lobul))
         if les.necrotic
         else np.zeros_like(inside)
     )
-    sub = labels[region]
     sub[inside] = lesion_label(les.index)
     sub[core] = lesion_label(les.index, necrotic=True)
     les.voxels = int(inside.sum())

@@ -68,10 +68,12 @@ def _clock(seconds: float) -> str:
 
 
 def _uid(case: PhantomCase, *parts: object) -> str:
-    # Deterministic UIDs (2.25 root) from the case's identity and the object's role.
-    return generate_uid(
-        prefix=None, entropy_srcs=[case.ground_truth["fingerprint"], case.case_id, *map(str, parts)]
-    )
+    """Deterministic UID from the case and the object's role (hash under pydicom's root).
+
+    With ``prefix=None`` pydicom ignores ``entropy_srcs`` and returns a random 2.25 UUID UID.
+    """
+    srcs = [case.ground_truth["fingerprint"], case.case_id, *map(str, parts)]
+    return generate_uid(entropy_srcs=srcs)
 
 
 def _base_dataset(case: PhantomCase, geom: Geometry) -> Dataset:
