@@ -146,6 +146,39 @@ def test_identities_only_in_dicom_headers(cohort) -> None:
         assert ds.AccessionNumber == idn["AccessionNumber"]
 
 
+def test_nifti_sidecars_and_boxes(cohort) -> None:
+    """dcm2niix-style sidecars carry the protocol in BIDS units and no identity; the NIfTI box
+    file counts slices along k, so it equals the array-order box (1-based)."""
+    identities = {r["Patient ID"]: r for r in _rows(cohort.out / "identities.csv")}
+    nifti_boxes = {r["Patient ID"]: r for r in _rows(cohort.out / "nifti" / "Annotation_Boxes.csv")}
+    for rec in cohort.records:
+        cid, p = rec["case_id"], rec["protocol"]
+        sidecars = [
+            json.loads(f.read_text())
+            for f in sorted(cohort.case_dir("nifti/images", cid).glob("*.json"))
+        ]
+        assert len(sidecars) == p["post_phases"] + 1
+        assert all(sc["RepetitionTime"] == pytest.approx(p["tr_ms"] / 1000) for sc in sidecars)
+        assert ["ContrastBolusAgent" in sc for sc in sidecars] == [False] + [True] * p[
+            "post_phases"
+        ]
+        times = [sc["AcquisitionTime"] for sc in sidecars]
+        assert times == sorted(times)
+        text = " ".join(json.dumps(sc) for sc in sidecars)
+        for key in ("PatientName", "PatientBirthDate", "AccessionNumber"):
+            assert identities[cid][key] not in text
+        z0, z1, y0, y1, x0, x1 = rec["box_zyx"]
+        row = {k: int(v) for k, v in nifti_boxes[cid].items() if k != "Patient ID"}
+        assert row == {
+            "Start Row": y0 + 1,
+            "End Row": y1 + 1,
+            "Start Column": x0 + 1,
+            "End Column": x1 + 1,
+            "Start Slice": z0 + 1,
+            "End Slice": z1 + 1,
+        }
+
+
 @pytest.fixture(scope="module")
 def regenerated(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Case 1 of the session cohort generated again, serially, in a fresh directory."""

@@ -4,7 +4,9 @@ Layout of ``OUT``::
 
     phantom.json                 config + fingerprint, written before any case
     dicom/<case>/<study>/<series>/1-NNN.dcm        Duke-style tree (if "dicom" in formats)
-    nifti/images/<case>/<case>_000k.nii.gz         k = 0 pre, 1.. post (if "nifti")
+    nifti/images/<case>/<case>_000k.nii.gz|.json   k = 0 pre, 1.. post (if "nifti"); the JSON
+                                                   sidecars are dcm2niix-style (BIDS units)
+    nifti/Annotation_Boxes.csv   the same boxes with slices counted along the NIfTI k axis
     nifti/masks/<case>.nii.gz  nifti/labels/<case>_labels.nii.gz
     ground_truth/<case>.json     kinetics, protocol, boxes — written last for each case
     Annotation_Boxes.csv  clinical.csv  identities.csv  cohort.json (cohort complete)
@@ -12,6 +14,7 @@ Layout of ``OUT``::
 ``Annotation_Boxes.csv`` follows Duke: 1-based inclusive ``Start/End Row`` (image rows) and
 ``Start/End Column``, and ``Start/End Slice`` counted in DICOM InstanceNumber order — which runs
 along +z for some series and −z for others, exactly the ambiguity readers of Duke must handle.
+NIfTI files carry no InstanceNumber, so ``nifti/Annotation_Boxes.csv`` counts slices along k.
 ``identities.csv`` holds the fake patient identities written into the DICOM headers; it exists
 so that de-identification tests know what must never leak. Nothing reads it.
 """
@@ -194,7 +197,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 
 def _write_tables(out: Path, records: list[dict]) -> None:
-    boxes, clinical, identities = [], [], []
+    boxes, nifti_boxes, clinical, identities = [], [], [], []
     for r in records:
         p, idx = r["protocol"], r["index_lesion"]
         les = r["lesions"][idx] if idx is not None else None
@@ -204,6 +207,10 @@ def _write_tables(out: Path, records: list[dict]) -> None:
                     "Patient ID": r["case_id"],
                     **duke_box(r["box_zyx"], p["slices"], p["instance_order"]),
                 }
+            )
+            # NIfTI files have no InstanceNumber: their boxes count slices along the k axis
+            nifti_boxes.append(
+                {"Patient ID": r["case_id"], **duke_box(r["box_zyx"], p["slices"], 1)}
             )
         clinical.append(
             {
@@ -230,5 +237,9 @@ def _write_tables(out: Path, records: list[dict]) -> None:
         )
         identities.append(r["_identity"])
     atomic_write_text(out / "Annotation_Boxes.csv", _csv(boxes, ANNOTATION_COLUMNS))
+    if (out / "nifti").is_dir():
+        atomic_write_text(
+            out / "nifti" / "Annotation_Boxes.csv", _csv(nifti_boxes, ANNOTATION_COLUMNS)
+        )
     atomic_write_text(out / "clinical.csv", _csv(clinical, list(clinical[0])))
     atomic_write_text(out / "identities.csv", _csv(identities, list(identities[0])))

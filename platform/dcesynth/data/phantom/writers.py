@@ -7,6 +7,7 @@ reader would take for it (hidden ``.tmp-*`` leftovers are removed by the next ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -218,16 +219,47 @@ def save_nifti_atomic(array_zyx: np.ndarray, geom: Geometry, final: Path) -> Non
         raise
 
 
+def _bids_clock(seconds: float) -> str:
+    c = _clock(seconds)
+    return f"{c[:2]}:{c[2:4]}:{c[4:]}"
+
+
+def nifti_sidecars(case: PhantomCase) -> list[dict]:
+    """dcm2niix-style (BIDS) JSON sidecar per phase: acquisition facts, no identities.
+
+    BIDS units: RepetitionTime and EchoTime in seconds, FlipAngle in degrees.
+    """
+    p = case.protocol
+    out = []
+    for ph, desc in enumerate(series_descriptions(case)):
+        d = {
+            "Modality": "MR",
+            "Manufacturer": p.manufacturer,
+            "ManufacturersModelName": p.model,
+            "MagneticFieldStrength": p.field_t,
+            "SeriesDescription": desc,
+            "SeriesNumber": 3 + ph,
+            "RepetitionTime": p.tr_ms / 1000,
+            "EchoTime": p.te_ms / 1000,
+            "FlipAngle": p.flip_deg,
+            "AcquisitionTime": _bids_clock(p.start_clock_s + float(p.acquisition_s[ph])),
+        }
+        if ph > 0:
+            d["ContrastBolusAgent"] = AGENT_TRADE_NAMES[p.agent]
+        out.append(d)
+    return out
+
+
 def write_nifti(case: PhantomCase, images_root: Path, masks_root: Path, labels_root: Path) -> None:
     """``images_root/<case>/<case>_000k.nii.gz``, ``masks_root/<case>.nii.gz`` and tissue labels."""
     final = images_root / case.case_id
     tmp = _tmp_beside(final)
     tmp.mkdir(parents=True)
     try:
-        for ph in range(case.images.shape[0]):
-            nib.save(
-                _nifti(case.images[ph], case.geometry), tmp / f"{case.case_id}_{ph:04d}.nii.gz"
-            )
+        for ph, sidecar in enumerate(nifti_sidecars(case)):
+            stem = f"{case.case_id}_{ph:04d}"
+            nib.save(_nifti(case.images[ph], case.geometry), tmp / f"{stem}.nii.gz")
+            (tmp / f"{stem}.json").write_text(json.dumps(sidecar, indent=1))
         publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
