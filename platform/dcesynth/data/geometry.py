@@ -100,3 +100,70 @@ class Geometry:
             and np.allclose(self.origin, other.origin, atol=atol)
             and np.allclose(self.direction, other.direction, atol=atol)
         )
+
+
+@dataclass(frozen=True)
+class Reorientation:
+    """How to bring an array into canonical axial order: axes (S, P, L) = (z, y, x), all increasing.
+
+    Canonical arrays display anterior up and the patient's left on the image right, whatever
+    order the file stored them in (DICOM series along −z, dcm2niix's row flips, …).
+    """
+
+    transpose: tuple[int, int, int]
+    flip: tuple[bool, bool, bool]
+    source: Geometry
+
+    @classmethod
+    def of(cls, geom: Geometry) -> Reorientation:
+        d = geom.direction_matrix
+        lps_of = [int(np.argmax(np.abs(d[:, a]))) for a in range(3)]  # storage axis → LPS axis
+        if sorted(lps_of) != [0, 1, 2]:
+            raise ValueError(f"oblique or degenerate orientation, direction {geom.direction}")
+        # canonical array axis c (0 = z, 1 = y, 2 = x) shows LPS axis 2 − c; storage axis a is
+        # array axis 2 − a.
+        src = [lps_of.index(2 - c) for c in range(3)]
+        transpose = tuple(2 - a for a in src)
+        flip = tuple(bool(d[lps_of[a], a] < 0) for a in src)
+        return cls(transpose, flip, geom)  # type: ignore[arg-type]
+
+    @property
+    def identity(self) -> bool:
+        return self.transpose == (0, 1, 2) and not any(self.flip)
+
+    def array(self, a: np.ndarray) -> np.ndarray:
+        """The canonical view of a (z, y, x) array stored in ``source`` order."""
+        if self.identity:
+            return a
+        out = a.transpose(self.transpose)
+        return np.flip(out, axis=[c for c in range(3) if self.flip[c]])
+
+    def index(self, kji: np.ndarray) -> np.ndarray:
+        """Canonical indices of source array indices ``(..., 3)``."""
+        kji = np.asarray(kji)
+        new = kji[..., list(self.transpose)]
+        shape = np.asarray(self.source.shape)[list(self.transpose)]
+        return np.where(np.asarray(self.flip), shape - 1 - new, new)
+
+    def box(self, box: tuple[int, ...]) -> tuple[int, ...]:
+        """A 0-based inclusive ``(z0, z1, y0, y1, x0, x1)`` box in canonical indices."""
+        lo = self.index(np.array(box[0::2]))
+        hi = self.index(np.array(box[1::2]))
+        a, b = np.minimum(lo, hi), np.maximum(lo, hi)
+        return tuple(int(v) for pair in zip(a, b, strict=True) for v in pair)
+
+    @property
+    def geometry(self) -> Geometry:
+        src = self.source
+        shape = tuple(int(src.shape[t]) for t in self.transpose)
+        axes_src = [2 - t for t in self.transpose]  # storage axis shown on canonical axis c
+        spacing = tuple(float(src.spacing[a]) for a in axes_src[::-1])
+        d = src.direction_matrix
+        cols = [d[:, a] * (-1.0 if self.flip[c] else 1.0) for c, a in enumerate(axes_src)][::-1]
+        # LPS position of canonical voxel 0: the source voxel that maps there.
+        first = np.zeros(3, int)
+        for c, t in enumerate(self.transpose):
+            first[t] = src.shape[t] - 1 if self.flip[c] else 0
+        origin = tuple(float(v) for v in src.index_to_lps(first))
+        direction = tuple(float(v) for v in np.column_stack(cols).ravel())
+        return Geometry(shape=shape, spacing=spacing, origin=origin, direction=direction)
