@@ -93,6 +93,19 @@ class Geometry:
             direction=tuple(float(x) for x in d["direction"]),
         )
 
+    def rounded(self, mm_decimals: int = 3) -> Geometry:
+        """The same grid with positions and spacings rounded (1 µm by default).
+
+        DICOM stores positions as decimal strings and NIfTI as float32; rounding well below both
+        precisions lets the two describe one grid with identical numbers.
+        """
+        return Geometry(
+            shape=self.shape,
+            spacing=tuple(round(float(s), mm_decimals) for s in self.spacing),
+            origin=tuple(round(float(o), mm_decimals) + 0.0 for o in self.origin),
+            direction=tuple(round(float(d), 6) + 0.0 for d in self.direction),
+        )
+
     def allclose(self, other: Geometry, atol: float = 1e-4) -> bool:
         return (
             tuple(self.shape) == tuple(other.shape)

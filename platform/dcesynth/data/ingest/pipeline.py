@@ -1,0 +1,320 @@
+"""``dcectl ingest``: a cohort on disk → a prepared dataset (DESIGN.md, "Data contracts").
+
+Layout of the dataset directory::
+
+    manifest.json            version, fingerprints, options, counts (no paths, no identities)
+    cases.parquet            one row per case: pseudonym, split, geometry, phases, times, box
+    volumes/<id>_000k.nii.gz normalised uint8 volumes at native resolution (k = 0 pre, posts)
+    volumes/<id>_mask.nii.gz
+    slices/<split>/part-NNNNN.parquet   one row per kept axial slice (see shards.py)
+    ingest_report.json       cases skipped and why (names source folders, so they can be fixed)
+
+Cases are prepared by Ray tasks (one per case) and written by the driver in case order. The
+dataset is built under a hidden ``.tmp-`` name beside ``out`` and renamed when complete, so an
+interrupted ingest leaves nothing that looks like a dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dcesynth.config import atomic_write_text
+from dcesynth.data.ingest.config import DATASET_VERSION, IngestConfig
+from dcesynth.data.ingest.prepare import CaseSpec, prepare_case
+from dcesynth.data.ingest.shards import ShardWriter, slice_schema, slices_table
+from dcesynth.data.ingest.transforms import assign_splits, pseudonym
+from dcesynth.data.readers import dicom, nifti
+from dcesynth.data.readers.boxes import read_boxes
+from dcesynth.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The ingest cannot run as asked; the message names the option or path."""
+
+
+@dataclass
+class IngestResult:
+    out: Path
+    up_to_date: bool
+    cases: dict[str, int] = field(default_factory=dict)
+    slices: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Source:
+    fmt: str
+    root: Path
+    boxes: Path | None
+    masks: Path | None
+    box_slices: str
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    return next((p for p in paths if p.exists()), None)
+
+
+def resolve_source(source: Path, cfg: IngestConfig) -> Source:
+    """Format, boxes and masks: as configured, else found beside the source (phantom layout)."""
+    root = Path(source)
+    if not root.is_dir():
+        raise DatasetError(f"SOURCE {root}: not a directory")
+    fmt = cfg.format
+    if fmt == "auto":
+        fmt = "nifti" if any(root.glob("*/*.nii*")) else "dicom"
+    for opt, p in (("--boxes", cfg.boxes), ("--masks", cfg.masks), ("split.file", cfg.split.file)):
+        if p is not None and not Path(p).exists():
+            raise DatasetError(f"`{opt}` {p}: not found")
+    near = [root, root.parent]
+    boxes = cfg.boxes or _first_existing(
+        [d / f"Annotation_Boxes.{e}" for d in near for e in ("csv", "xlsx")]
+    )
+    masks = cfg.masks or _first_existing([root.parent / "masks", root.parent / "nifti" / "masks"])
+    box_slices = (
+        cfg.box_slices if cfg.box_slices != "auto" else ("instance" if fmt == "dicom" else "array")
+    )
+    return Source(fmt, root, boxes, masks, box_slices)
+
+
+def source_fingerprint(paths: list[Path | None]) -> str:
+    """Hash of every input file's relative path, size and modification time."""
+    h = hashlib.sha256()
+    for base in (Path(p) for p in paths if p is not None):
+        files = [base] if base.is_file() else sorted(f for f in base.rglob("*") if f.is_file())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(base.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _existing(out: Path, fingerprint: str, cfg: IngestConfig) -> dict | None:
+    """The manifest of an identical dataset in ``out``; refuse anything else there."""
+    if not out.exists():
+        return None
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        raise DatasetError(
+            f"--out {out}: exists and is not a prepared dataset; choose another --out"
+        )
+    old = json.loads(manifest.read_text())
+    if old.get("fingerprint") == fingerprint:
+        return old
+    new = cfg.public_dump()
+    diff = sorted(k for k in new if old.get("options", {}).get(k) != new[k])
+    why = f"options that differ: {', '.join(diff)}" if diff else "the source files changed"
+    raise DatasetError(
+        f"--out {out}: holds a dataset made differently ({why}); "
+        "write to a new --out or delete the old dataset"
+    )
+
+
+def _splits(keys: list[str], cfg: IngestConfig) -> dict[str, str]:
+    if cfg.split.file is None:
+        return assign_splits(keys, cfg.split.ratios, cfg.split.seed)
+    path = Path(cfg.split.file)
+    if path.suffix == ".json":
+        table = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    else:
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        if rows and not {"case", "split"} <= set(rows[0]):
+            raise DatasetError(f"split.file {path}: needs columns 'case' and 'split'")
+        table = {r["case"]: r["split"] for r in rows}
+    return {k: table[k] for k in keys if k in table}
+
+
+def _identity(src: Source, key: str) -> str:
+    """Who the case belongs to, to catch one patient under two folders (kept in memory)."""
+    if src.fmt == "nifti":
+        return key.lower()
+    import pydicom
+
+    for dirpath, _, files in os.walk(src.root / key):
+        for name in sorted(files):
+            try:
+                ds = pydicom.dcmread(Path(dirpath) / name, stop_before_pixels=True)
+                return str(ds.get("PatientID", key))
+            except Exception:  # unreadable files are reported by the case's own task
+                continue
+    return key
+
+
+def _ensure_ray(address: str | None, workers: int | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address=address, num_cpus=workers if address is None else None, log_to_driver=False
+        )
+
+
+def ingest(
+    source: Path,
+    out: Path,
+    cfg: IngestConfig,
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool | None = None,
+) -> IngestResult:
+    """Prepare ``source`` into the dataset ``out`` (Ray tasks, one per case).
+
+    Args:
+        source: a Duke-style DICOM tree or a NIfTI tree (see ``dcesynth.data.readers``).
+        out: the dataset directory; must not exist or hold this very dataset.
+        cfg: the options.
+        workers: CPUs of a local Ray instance started here (ignored when Ray runs already).
+        address: a Ray cluster to join instead.
+        progress: draw a progress bar (default: in a terminal).
+
+    Raises:
+        DatasetError: for unusable options or ``out`` (before any work).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    src = resolve_source(source, cfg)
+    fp = cfg.fingerprint(source_fingerprint([src.root, src.boxes, src.masks, cfg.split.file]))
+    if old := _existing(out, fp, cfg):
+        log.info("%s is up to date (fingerprint %s): nothing to do", out, fp)
+        c = old["counts"]
+        return IngestResult(out, True, c["cases"], c["slices"], old.get("skipped", []))
+    keys = (dicom if src.fmt == "dicom" else nifti).list_cases(src.root)
+    if not keys:
+        raise DatasetError(f"SOURCE {src.root}: no case folders found")
+    boxes = read_boxes(src.boxes) if src.boxes else {}
+    splits = _splits(keys, cfg)
+    for stale in out.parent.glob(f".tmp-{out.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    (tmp / "volumes").mkdir(parents=True)
+    skipped = [
+        {"source": k, "case_id": pseudonym(k, cfg.salt), "error": f"{k}: not in split.file"}
+        for k in keys
+        if k not in splits
+    ]
+    owners: dict[str, list[str]] = {}
+    for k in splits:
+        owners.setdefault(_identity(src, k), []).append(k)
+    dup = {k for ks in owners.values() if len(ks) > 1 for k in ks}
+    for ks in (ks for ks in owners.values() if len(ks) > 1):
+        for k in ks:
+            skipped.append(
+                {
+                    "source": k,
+                    "case_id": pseudonym(k, cfg.salt),
+                    "error": f"{k}: duplicate case id: folders {ks} hold the same patient",
+                }
+            )
+    specs = [
+        CaseSpec(
+            k,
+            pseudonym(k, cfg.salt),
+            splits[k],
+            src.fmt,
+            str(src.root),
+            str(src.masks) if src.masks else None,
+            tuple(boxes.get(k, ())),
+            src.box_slices,
+            str(tmp / "volumes"),
+        )
+        for k in sorted(splits)
+        if k not in dup
+    ]
+    try:
+        rows, writers = _run(specs, cfg, tmp, skipped, workers, address, progress)
+        _finish(tmp, out, cfg, src, fp, rows, writers, skipped)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for s in skipped:
+        log.warning("skipped %s", s["error"])
+    res = IngestResult(
+        out, False, _count(rows), {n: w.total_rows for n, w in writers.items()}, skipped
+    )
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def _count(rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["split"]] = out.get(r["split"], 0) + 1
+    return out
+
+
+def _run(specs, cfg, tmp, skipped, workers, address, progress):
+    import ray
+
+    _ensure_ray(address, workers)
+    task = ray.remote(num_cpus=1)(prepare_case)
+    cfg_ref = ray.put(cfg)
+    window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    todo, pending = deque(specs), deque()
+    schema = slice_schema(cfg.image_size, len(cfg.phases))
+    writers: dict[str, ShardWriter] = {}
+    rows: list[dict] = []
+    with progress_bar(len(specs), "ingest cases", progress) as advance:
+        while todo or pending:
+            while todo and len(pending) < window:
+                spec = todo.popleft()
+                pending.append(
+                    (spec, task.options(name=f"ingest:{spec.case_id}").remote(spec, cfg_ref))
+                )
+            spec, ref = pending.popleft()
+            res = ray.get(ref)  # in submission order: shards come out the same on every run
+            advance()
+            if not res["ok"]:
+                skipped.append({"source": spec.key, "case_id": spec.case_id, "error": res["error"]})
+                continue
+            w = writers.setdefault(
+                spec.split, ShardWriter(tmp / "slices" / spec.split, schema, cfg.target_shard_mb)
+            )
+            w.write(slices_table(spec.case_id, res["slices"], schema))
+            rows.append(res["row"])
+    for w in writers.values():
+        w.close()
+    return rows, writers
+
+
+def _finish(tmp, out, cfg, src, fp, rows, writers, skipped) -> None:
+    if not rows:
+        raise DatasetError(
+            f"no case could be ingested; first error: {skipped[0]['error'] if skipped else '-'}"
+        )
+    pq.write_table(pa.Table.from_pylist(rows), tmp / "cases.parquet")
+    counts = {
+        "cases": _count(rows),
+        "slices": {n: w.total_rows for n, w in writers.items()},
+        "skipped": len(skipped),
+    }
+    manifest = {
+        "kind": "dcesynth-dataset",
+        "version": DATASET_VERSION,
+        "fingerprint": fp,
+        "source_format": src.fmt,
+        "box_slices": src.box_slices,
+        "options": cfg.public_dump(),
+        "split_seed": cfg.split.seed,
+        "image_size": cfg.image_size,
+        "phases": [0, *cfg.phases],
+        "counts": counts,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(tmp / "ingest_report.json", json.dumps({"skipped": skipped}, indent=1))
+    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
+    os.replace(tmp, out)

@@ -1,0 +1,179 @@
+"""One case, source → prepared: read, check, normalise, write volumes, select and resize slices.
+
+``prepare_case`` runs inside a Ray task (one per case); it never raises for bad input but
+returns the error, so one broken case cannot stop a cohort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcesynth.data.geometry import Geometry
+from dcesynth.data.ingest.config import IngestConfig
+from dcesynth.data.ingest.transforms import SquareResize, normaliser, select_slices
+from dcesynth.data.readers import dicom, nifti
+from dcesynth.data.readers.boxes import box_in_stored_indices
+from dcesynth.data.readers.common import CaseError, RawCase
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    key: str  # source folder name (stays in the driver's report, never in the dataset)
+    case_id: str  # pseudonym
+    split: str
+    fmt: str  # "dicom" | "nifti"
+    root: str
+    masks: str | None
+    box_rows: tuple[dict, ...]  # Annotation_Boxes rows for this case (more than one: error)
+    box_slices: str  # "instance" | "array"
+    volumes_dir: str
+
+
+def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
+    if spec.fmt == "dicom":
+        raw = dicom.read_case(Path(spec.root), spec.key, cfg.series_rules)
+        if spec.masks is not None and (Path(spec.masks) / f"{spec.key}.nii.gz").is_file():
+            raw.mask = _dicom_mask(spec, raw)
+        return raw
+    return nifti.read_case(Path(spec.root), spec.key, Path(spec.masks) if spec.masks else None)
+
+
+def _dicom_mask(spec: CaseSpec, raw: RawCase) -> np.ndarray:
+    path = Path(spec.masks) / f"{spec.key}.nii.gz"
+    try:
+        mvol, mgeom = nifti.load_nifti(path)
+    except Exception as e:
+        raise CaseError(spec.key, f"unreadable mask ({type(e).__name__}: {e})", path.name) from None
+    src = raw.reorientation.source
+    if not mgeom.allclose(src, atol=1e-2):
+        raise CaseError(
+            spec.key,
+            f"mask does not match its image: {mgeom.to_dict()} vs {src.to_dict()}",
+            path.name,
+        )
+    return np.ascontiguousarray(raw.reorientation.array((mvol > 0.5).astype(np.uint8)))
+
+
+def _box(spec: CaseSpec, raw: RawCase) -> tuple[int, ...] | None:
+    if not spec.box_rows:
+        return None
+    if len(spec.box_rows) > 1:
+        raise CaseError(
+            spec.key, f"{len(spec.box_rows)} rows in the boxes file (duplicate case id)"
+        )
+    src = raw.reorientation.source
+    numbers = raw.slice_numbers if spec.box_slices == "instance" else np.arange(1, src.shape[0] + 1)
+    stored = box_in_stored_indices(spec.key, spec.box_rows[0], src.shape, numbers)
+    return raw.reorientation.box(stored)
+
+
+def prepare_case(spec: CaseSpec, cfg: IngestConfig) -> dict:
+    """Returns ``{"ok": True, "row": …, "slices": …}`` or ``{"ok": False, "error": …}``."""
+    try:
+        return {"ok": True, **_prepare(spec, cfg)}
+    except CaseError as e:
+        return {"ok": False, "key": spec.key, "case_id": spec.case_id, "error": str(e)}
+    except Exception as e:  # a reader bug must not stop the cohort either; say what it was
+        return {
+            "ok": False,
+            "key": spec.key,
+            "case_id": spec.case_id,
+            "error": f"{spec.key}: unexpected {type(e).__name__}: {e}",
+        }
+
+
+def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
+    import nibabel as nib
+
+    raw = read_raw(spec, cfg)
+    n_post = len(raw.phases) - 1
+    if missing := [p for p in cfg.phases if p > n_post]:
+        raise CaseError(
+            spec.key, f"missing phase: post phase(s) {missing} asked for, the case has {n_post}"
+        )
+    keep = [0, *cfg.phases]
+    geom: Geometry = raw.geometry.rounded()  # DICOM and NIfTI sources give the same numbers
+    for p in keep:
+        if not np.isfinite(raw.phases[p]).all():
+            bad = int((~np.isfinite(raw.phases[p])).sum())
+            raise CaseError(spec.key, f"{bad} NaN/inf voxels in phase {p}")
+    box = _box(spec, raw)
+    mask = raw.mask
+    if mask is not None and mask.shape != geom.shape:
+        raise CaseError(spec.key, f"mask of shape {mask.shape} for an image of {geom.shape}")
+    norm = normaliser(cfg.normalisation)
+    try:
+        vols = np.stack(
+            [
+                norm(raw.phases[p], percentiles=cfg.percentiles, zscore_clip=cfg.zscore_clip)
+                for p in keep
+            ]
+        )
+    except ValueError as e:
+        raise CaseError(spec.key, str(e)) from None
+    # Normalised volumes at native resolution, with their geometry (synthesis and nnU-Net).
+    vdir = Path(spec.volumes_dir)
+    for i, p in enumerate(keep):
+        img = nib.Nifti1Image(vols[i].transpose(2, 1, 0), geom.affine_ras)
+        nib.save(img, vdir / f"{spec.case_id}_{p:04d}.nii.gz")
+    if mask is not None:
+        nib.save(
+            nib.Nifti1Image(mask.transpose(2, 1, 0), geom.affine_ras),
+            vdir / f"{spec.case_id}_mask.nii.gz",
+        )
+    z_range = (box[0], box[1]) if box else _mask_z(mask)
+    try:
+        idx = select_slices(geom.shape[0], cfg.selection, z_range, cfg.margin_fraction)
+    except ValueError as e:
+        raise CaseError(spec.key, str(e)) from None
+    rs = SquareResize.plan(
+        geom.shape[1], geom.shape[2], geom.spacing[1], geom.spacing[0], cfg.image_size
+    )
+    images = rs.apply(vols[:, idx].transpose(1, 0, 2, 3))  # (n, 1 + P, S, S)
+    msk = (
+        rs.apply(mask[idx][:, None], binary=True)[:, 0]
+        if mask is not None
+        else np.zeros((len(idx), cfg.image_size, cfg.image_size), np.uint8)
+    )
+    box2d = rs.box(*box[2:]) if box else None
+    tumour = (idx >= box[0]) & (idx <= box[1]) if box else (msk.reshape(len(idx), -1).max(1) > 0)
+    slices = {
+        "slice_index": idx.astype(np.int32),
+        "pre": images[:, 0],
+        "post": images[:, 1:],
+        "mask": msk,
+        "tumour": tumour,
+        "box": [list(box2d) if t and box2d else None for t in tumour],
+    }
+    row = {
+        "case_id": spec.case_id,
+        "split": spec.split,
+        "shape": list(geom.shape),
+        "spacing": list(geom.spacing),
+        "origin": list(geom.origin),
+        "direction": list(geom.direction),
+        "affine_lps": geom.affine_lps.ravel().tolist(),
+        "phases_present": list(range(n_post + 1)),
+        "phases_kept": keep,
+        "acquisition_s": [raw.acquisition_s[p] for p in keep],
+        **{
+            k: raw.facts.get(k)
+            for k in ("manufacturer", "model", "field_t", "tr_ms", "flip_deg", "agent")
+        },
+        "box_zyx": list(box) if box else None,
+        "has_mask": mask is not None,
+        "n_slices": len(idx),
+        "n_tumour_slices": int(tumour.sum()),
+        "resize": [rs.scale_y, rs.scale_x, rs.pad_y, rs.pad_x, rs.out_h, rs.out_w],
+    }
+    return {"row": row, "slices": slices}
+
+
+def _mask_z(mask: np.ndarray | None) -> tuple[int, int] | None:
+    if mask is None or not mask.any():
+        return None
+    zs = np.flatnonzero(mask.reshape(mask.shape[0], -1).max(1))
+    return int(zs.min()), int(zs.max())
