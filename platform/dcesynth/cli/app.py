@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from dcesynth.cli import bench, demo, phantom
+from dcesynth.cli import bench, dataset, demo, ingest, phantom
 
 app = typer.Typer(
     name="dcectl",
@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("phantom")(phantom.phantom)
+app.command("ingest")(ingest.ingest)
+app.add_typer(dataset.app, name="dataset")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
 

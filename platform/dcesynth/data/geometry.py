@@ -93,18 +93,14 @@ class Geometry:
             direction=tuple(float(x) for x in d["direction"]),
         )
 
-    def rounded(self, mm_decimals: int = 3) -> Geometry:
-        """The same grid with positions and spacings rounded (1 µm by default).
+    def as_float32(self) -> Geometry:
+        """The same grid with every number at float32 precision, NIfTI's own.
 
-        DICOM stores positions as decimal strings and NIfTI as float32; rounding well below both
-        precisions lets the two describe one grid with identical numbers.
+        A DICOM series (decimal strings) and its NIfTI conversion (float32) then describe one
+        grid with identical numbers, so datasets made from either are byte-identical.
         """
-        return Geometry(
-            shape=self.shape,
-            spacing=tuple(round(float(s), mm_decimals) for s in self.spacing),
-            origin=tuple(round(float(o), mm_decimals) + 0.0 for o in self.origin),
-            direction=tuple(round(float(d), 6) + 0.0 for d in self.direction),
-        )
+        f32 = lambda vals: tuple(float(np.float32(v)) + 0.0 for v in vals)  # noqa: E731
+        return Geometry(self.shape, f32(self.spacing), f32(self.origin), f32(self.direction))
 
     def allclose(self, other: Geometry, atol: float = 1e-4) -> bool:
         return (

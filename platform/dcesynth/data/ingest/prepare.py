@@ -95,7 +95,7 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
             spec.key, f"missing phase: post phase(s) {missing} asked for, the case has {n_post}"
         )
     keep = [0, *cfg.phases]
-    geom: Geometry = raw.geometry.rounded()  # DICOM and NIfTI sources give the same numbers
+    geom: Geometry = raw.geometry.as_float32()  # DICOM and NIfTI sources give the same numbers
     for p in keep:
         if not np.isfinite(raw.phases[p]).all():
             bad = int((~np.isfinite(raw.phases[p])).sum())

@@ -89,9 +89,10 @@ class Protocol:
         return np.arange(self.post_phases + 1) * self.phase_gap_s
 
     def geometry(self) -> Geometry:
-        dx = self.fov_mm / self.matrix
-        dz = self.coverage_mm / self.slices
-        half = lambda n, d: -(n - 1) / 2 * d  # noqa: E731 - centred grid
+        """Centred axial grid whose numbers have 4 decimals, as DICOM headers would carry them."""
+        dx = round(self.fov_mm / self.matrix, 4)
+        dz = round(self.coverage_mm / self.slices, 4)
+        half = lambda n, d: round(-(n - 1) / 2 * d, 4)  # noqa: E731 - centred grid
         return Geometry(
             shape=(self.slices, self.matrix, self.matrix),
             spacing=(dx, dx, dz),

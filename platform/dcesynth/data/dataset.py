@@ -1,0 +1,150 @@
+"""A prepared dataset as Ray Data: streaming slices for training, and a description.
+
+``read_split(dataset, "train")`` streams ``slices/train/*.parquet`` and applies the training
+transforms in ``map_batches``; each Ray Train worker then iterates its shard with
+``iter_torch_batches``. Batches hold ``pre`` (B, 1, H, W), ``post`` (B, P, H, W) and ``mask``
+(B, 1, H, W) as float32, images in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+def load_manifest(dataset: Path) -> dict:
+    path = Path(dataset) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: not a prepared dataset (no manifest.json)")
+    return json.loads(path.read_text())
+
+
+class TrainTransform:
+    """uint8 slices → float32 in [-1, 1], phase selection, random 90° rotation (study: p = 0.5).
+
+    Args:
+        phases: post phases to return, as numbers from the dataset's manifest (1-based).
+        dataset_phases: the post phases stored in the dataset, in order.
+        rotate_p: probability of rotating a slice (and its targets and mask) by 90°.
+        seed: makes the rotations a function of (seed, the batch's slices), so they do not
+            depend on which worker runs a batch; pass ``base_seed + epoch`` for new draws each
+            epoch. None draws fresh randomness.
+    """
+
+    def __init__(
+        self,
+        phases: list[int],
+        dataset_phases: list[int],
+        rotate_p: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
+        missing = [p for p in phases if p not in dataset_phases]
+        if missing:
+            raise ValueError(f"phases {missing} not in the dataset; it has {dataset_phases}")
+        if not 0 <= rotate_p <= 1:
+            raise ValueError(f"rotate_p must be in [0, 1], got {rotate_p}")
+        self.index = [dataset_phases.index(p) for p in phases]
+        self.rotate_p = rotate_p
+        self.seed = seed
+
+    def _rng(self, batch: dict[str, np.ndarray]) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng()
+        ids = "|".join(
+            f"{c}:{i}" for c, i in zip(batch["case_id"], batch["slice_index"], strict=True)
+        )
+        return np.random.default_rng([self.seed, zlib.crc32(ids.encode())])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pre = batch["pre"][:, None].astype(np.float32)
+        post = batch["post"][:, self.index].astype(np.float32)
+        mask = batch["mask"][:, None].astype(np.float32)
+        pre, post = pre / 127.5 - 1.0, post / 127.5 - 1.0
+        rot = self._rng(batch).random(len(pre)) < self.rotate_p
+        if rot.any():  # same rotation for input, targets and mask of a slice
+            for a in (pre, post, mask):
+                a[rot] = np.rot90(a[rot], k=1, axes=(2, 3))
+        return {
+            "pre": pre,
+            "post": post,
+            "mask": mask,
+            "slice_index": batch["slice_index"],
+            "rotated": rot,
+        }
+
+
+def read_split(
+    dataset: Path,
+    split: str,
+    phases: list[int] | None = None,
+    rotate_p: float = 0.5,
+    seed: int | None = None,
+    transform: bool = True,
+):
+    """A ``ray.data.Dataset`` streaming one split of a prepared dataset.
+
+    Args:
+        dataset: the prepared dataset directory.
+        split: "train", "val", "test" or any split the dataset has.
+        phases: post phases to return (default: all stored).
+        rotate_p: rotation probability (use 0 for validation and test).
+        seed: transform seed (reproducible augmentation).
+        transform: False returns the raw uint8 columns.
+
+    Raises:
+        ValueError: for an unknown split or phase, naming what the dataset has.
+    """
+    import ray.data
+
+    manifest = load_manifest(dataset)
+    splits = sorted(manifest["counts"]["slices"])
+    folder = Path(dataset) / "slices" / split
+    if split not in splits or not folder.is_dir():
+        raise ValueError(f"{dataset}: no split {split!r}; it has {splits}")
+    ds = ray.data.read_parquet(
+        str(folder), columns=["case_id", "slice_index", "pre", "post", "mask"]
+    )
+    if not transform:
+        return ds
+    stored = list(manifest["phases"][1:])
+    fn = TrainTransform(phases or stored, stored, rotate_p, seed)  # validates before any reading
+    return (
+        ds.map_batches(
+            TrainTransform,
+            fn_constructor_args=(phases or stored, stored, rotate_p, seed),
+            batch_format="numpy",
+            concurrency=1,
+        )
+        if fn
+        else ds
+    )
+
+
+def describe(dataset: Path) -> dict:
+    """Counts per split, slices per case, phases, image size and the manifest."""
+    import pyarrow.parquet as pq
+
+    manifest = load_manifest(dataset)
+    cases = pq.read_table(Path(dataset) / "cases.parquet").to_pylist()
+    per_split: dict[str, dict] = {}
+    for r in cases:
+        s = per_split.setdefault(r["split"], {"cases": 0, "slices": 0, "tumour_slices": 0})
+        s["cases"] += 1
+        s["slices"] += r["n_slices"]
+        s["tumour_slices"] += r["n_tumour_slices"]
+    n = np.array([r["n_slices"] for r in cases])
+    return {
+        "splits": per_split,
+        "slices_per_case": {
+            "min": int(n.min()),
+            "median": float(np.median(n)),
+            "max": int(n.max()),
+        },
+        "phases": manifest["phases"],
+        "image_size": manifest["image_size"],
+        "skipped": manifest["counts"]["skipped"],
+        "manifest": manifest,
+    }
