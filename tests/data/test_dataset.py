@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcesynth.data.dataset import TrainTransform, describe, read_split
+from dcesynth.data.dataset import TrainTransform, decode, describe, read_split
 from dcesynth.data.ingest import IngestConfig, ingest
 
 SIZE = 32
@@ -45,7 +45,9 @@ def test_stream_split_into_torch_batches(dataset: Path, phases: list[int], n_out
 
 
 def test_values_are_the_stored_bytes_scaled(dataset: Path) -> None:
-    raw = read_split(dataset, "val", transform=False).take_batch(64, batch_format="numpy")
+    table = read_split(dataset, "val", transform=False).take_batch(64, batch_format="pyarrow")
+    shapes = {"pre": (SIZE, SIZE), "post": (3, SIZE, SIZE), "mask": (SIZE, SIZE)}
+    raw = decode(table, shapes)
     out = read_split(dataset, "val", phases=[2], rotate_p=0.0).take_batch(64, batch_format="numpy")
     np.testing.assert_allclose(out["pre"][:, 0], raw["pre"] / 127.5 - 1.0, atol=1e-6)
     np.testing.assert_allclose(out["post"][:, 0], raw["post"][:, 1] / 127.5 - 1.0, atol=1e-6)

@@ -1,7 +1,7 @@
 """`dcectl demo`: the end-to-end study on the embedded phantom.
 
-Today it generates a small phantom cohort, writes previews and summarises it; the later stages
-(ingest → sweep → select → synthesize → evaluate → report) join this same command as they land.
+Today: phantom cohort → previews → ingest (Ray tasks) → one Ray Data batch; the later stages
+(sweep → select → synthesize → evaluate → report) join this same command as they land.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
+    from dcesynth.data.dataset import describe, read_split
+    from dcesynth.data.ingest import IngestConfig, ingest
     from dcesynth.data.phantom import PhantomConfig, generate_cohort, write_previews
 
     t0 = time.perf_counter()
@@ -43,6 +45,10 @@ def demo(
         cohort = out / "phantom"
         records = generate_cohort(cfg, cohort, workers=workers)
         previews = write_previews(cfg, cohort, records[:2])
+        dataset = out / "dataset"
+        icfg = IngestConfig(image_size=matrix, phases=(1, 2, 3), selection="all")
+        res = ingest(cohort / "dicom", dataset, icfg, workers=workers)
+        batch = next(iter(read_split(dataset, "train", seed=0).iter_torch_batches(batch_size=8)))
     table = Table(title=f"phantom cohort: {cohort}")
     for col in ("case", "scanner", "agent", "grid", "lesions", "index lesion", "curve", "BPE"):
         table.add_column(col)
@@ -67,4 +73,21 @@ def demo(
         f"boxes:       {cohort / 'Annotation_Boxes.csv'}\nground truth: {cohort / 'ground_truth'}"
     )
     console.print("previews:    " + ", ".join(str(p) for p in previews))
+    info = describe(dataset)
+    console.print(
+        f"dataset:     {dataset} ({'up to date' if res.up_to_date else 'ingested'}): "
+        + ", ".join(
+            f"{k} {v['cases']} cases / {v['slices']} slices"
+            for k, v in sorted(info["splits"].items())
+        )
+    )
+    console.print(
+        "Ray Data batch: "
+        + ", ".join(
+            f"{k} {tuple(v.shape)} {v.dtype}"
+            for k, v in batch.items()
+            if k in ("pre", "post", "mask")
+        )
+        + f"; values in [{float(batch['pre'].min()):.2f}, {float(batch['pre'].max()):.2f}]"
+    )
     console.print(f"demo finished in {time.perf_counter() - t0:.1f} s")

@@ -92,7 +92,8 @@ def read_split(
         phases: post phases to return (default: all stored).
         rotate_p: rotation probability (use 0 for validation and test).
         seed: transform seed (reproducible augmentation).
-        transform: False returns the raw uint8 columns.
+        transform: False returns the stored rows (images as fixed-size binary; see
+            :func:`decode`).
 
     Raises:
         ValueError: for an unknown split or phase, naming what the dataset has.
@@ -111,16 +112,27 @@ def read_split(
         return ds
     stored = list(manifest["phases"][1:])
     fn = TrainTransform(phases or stored, stored, rotate_p, seed)  # validates before any reading
-    return (
-        ds.map_batches(
-            TrainTransform,
-            fn_constructor_args=(phases or stored, stored, rotate_p, seed),
-            batch_format="numpy",
-            concurrency=1,
-        )
-        if fn
-        else ds
+    size = int(manifest["image_size"])
+    shapes = {"pre": (size, size), "post": (len(stored), size, size), "mask": (size, size)}
+    # A plain function (not a class): stateless tasks, no actor pool to size or restart. Arrow
+    # batches in, so that the binary image columns decode without a copy.
+    return ds.map_batches(
+        _apply, fn_kwargs={"transform": fn, "shapes": shapes}, batch_format="pyarrow"
     )
+
+
+def decode(table, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """An Arrow batch of slice rows → numpy arrays (uint8 images as views of the buffers)."""
+    from dcesynth.data.ingest.shards import images
+
+    out = {k: images(table, k, shape) for k, shape in shapes.items()}
+    out["case_id"] = np.asarray(table.column("case_id").to_pylist(), dtype=object)
+    out["slice_index"] = table.column("slice_index").to_numpy()
+    return out
+
+
+def _apply(table, transform: TrainTransform, shapes: dict) -> dict[str, np.ndarray]:
+    return transform(decode(table, shapes))
 
 
 def describe(dataset: Path) -> dict:

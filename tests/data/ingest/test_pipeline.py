@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.data.ingest.shards import images
 from dcesynth.data.ingest.transforms import minmax, pseudonym
 
 CFG = IngestConfig(image_size=48, phases=(1, 2, 3, 4), selection="all")
@@ -55,9 +56,8 @@ def test_slices_match_phantom_ground_truth(datasets: dict[str, Path], phantom_ca
     tables = [pq.read_table(f) for f in sorted((d / "slices").rglob("*.parquet"))]
     by_case: dict[str, list] = {}
     for t in tables:
-        pre = t.column("pre").combine_chunks().to_numpy_ndarray()
-        post = t.column("post").combine_chunks().to_numpy_ndarray()
-        mask = t.column("mask").combine_chunks().to_numpy_ndarray()
+        pre, post, mask = (images(t, k) for k in ("pre", "post", "mask"))  # shapes: field metadata
+        assert post.shape[1:] == (4, 48, 48) and pre.dtype == np.uint8
         for i, (cid, z) in enumerate(
             zip(t.column("case_id").to_pylist(), t.column("slice_index").to_pylist(), strict=True)
         ):

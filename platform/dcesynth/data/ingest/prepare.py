@@ -33,12 +33,14 @@ class CaseSpec:
 
 
 def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
+    keep = [0, *cfg.phases]  # pixels of the other phases are never read
     if spec.fmt == "dicom":
-        raw = dicom.read_case(Path(spec.root), spec.key, cfg.series_rules)
+        raw = dicom.read_case(Path(spec.root), spec.key, cfg.series_rules, keep=keep)
         if spec.masks is not None and (Path(spec.masks) / f"{spec.key}.nii.gz").is_file():
             raw.mask = _dicom_mask(spec, raw)
         return raw
-    return nifti.read_case(Path(spec.root), spec.key, Path(spec.masks) if spec.masks else None)
+    masks = Path(spec.masks) if spec.masks else None
+    return nifti.read_case(Path(spec.root), spec.key, masks, keep=keep)
 
 
 def _dicom_mask(spec: CaseSpec, raw: RawCase) -> np.ndarray:
@@ -105,15 +107,13 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
     if mask is not None and mask.shape != geom.shape:
         raise CaseError(spec.key, f"mask of shape {mask.shape} for an image of {geom.shape}")
     norm = normaliser(cfg.normalisation)
-    try:
-        vols = np.stack(
-            [
-                norm(raw.phases[p], percentiles=cfg.percentiles, zscore_clip=cfg.zscore_clip)
-                for p in keep
-            ]
-        )
-    except ValueError as e:
-        raise CaseError(spec.key, str(e)) from None
+    vols = np.empty((len(keep), *geom.shape), np.uint8)
+    for i, p in enumerate(keep):  # one float volume at a time: 512² × 160 floats are 168 MB
+        try:
+            vols[i] = norm(raw.phases[p], percentiles=cfg.percentiles, zscore_clip=cfg.zscore_clip)
+        except ValueError as e:
+            raise CaseError(spec.key, f"phase {p}: {e}") from None
+        raw.phases[p] = None
     # Normalised volumes at native resolution, with their geometry (synthesis and nnU-Net).
     vdir = Path(spec.volumes_dir)
     for i, p in enumerate(keep):

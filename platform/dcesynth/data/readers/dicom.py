@@ -213,8 +213,17 @@ def _assemble(key: str, root: Path, items: list) -> tuple[np.ndarray, Geometry, 
     return vol, geom, instances
 
 
-def read_case(root: Path, key: str, rules: SeriesRules | None = None) -> RawCase:
+def read_case(
+    root: Path, key: str, rules: SeriesRules | None = None, keep: list[int] | None = None
+) -> RawCase:
     """Read one case folder of a Duke-style tree.
+
+    Args:
+        root: the tree's root.
+        key: the case folder.
+        rules: the series table.
+        keep: phase indices (0 = pre) whose pixels to read; the others come back as None
+            (all phases are still found and ordered). Default: all.
 
     Raises:
         CaseError: naming the case and file (unreadable DICOM, missing phase, mismatched
@@ -223,8 +232,13 @@ def read_case(root: Path, key: str, rules: SeriesRules | None = None) -> RawCase
     root = Path(root)
     series = _headers(root, key)
     phases = _select_phases(key, series, rules or SeriesRules())
-    volumes, geoms, instances = zip(*(_assemble(key, root, items) for items in phases), strict=True)
-    for p, g in enumerate(geoms[1:], start=1):
+    wanted = sorted(
+        {0, *(range(len(phases)) if keep is None else (k for k in keep if k < len(phases)))}
+    )
+    read = {p: _assemble(key, root, phases[p]) for p in wanted}
+    geoms = {p: r[1] for p, r in read.items()}
+    instances = {p: r[2] for p, r in read.items()}
+    for p, g in geoms.items():
         if not g.allclose(geoms[0], atol=1e-2):
             raise CaseError(
                 key,
@@ -232,7 +246,10 @@ def read_case(root: Path, key: str, rules: SeriesRules | None = None) -> RawCase
                 f"{geoms[0].to_dict()} vs {g.to_dict()}",
                 str(phases[p][0][0].parent.relative_to(root)),
             )
-    vols, geom, reo = canonical(key, list(volumes), geoms[0])
+    vols, geom, reo = canonical(key, [read[p][0] for p in wanted], geoms[0])
+    del read
+    by_phase = dict(zip(wanted, vols, strict=True))
+    vols = [by_phase.get(p) for p in range(len(phases))]
     times = [
         min((clock_seconds(ds.get("AcquisitionTime")) or np.inf) for _, ds in items)
         for items in phases

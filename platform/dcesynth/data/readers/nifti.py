@@ -41,8 +41,12 @@ def load_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
     return np.ascontiguousarray(data.transpose(2, 1, 0)), geom
 
 
-def read_case(root: Path, key: str, masks: Path | None = None) -> RawCase:
+def read_case(
+    root: Path, key: str, masks: Path | None = None, keep: list[int] | None = None
+) -> RawCase:
     """Read ``root/key/key_000k.nii.gz`` (+ sidecars) and ``masks/key.nii.gz`` if given.
+
+    ``keep``: phase indices (0 = pre) to load; the others come back as None. Default: all.
 
     Raises:
         CaseError: naming the case and file.
@@ -73,7 +77,8 @@ def read_case(root: Path, key: str, masks: Path | None = None) -> RawCase:
             str(folder.relative_to(root)),
         )
     volumes, geoms = [], []
-    for k in ks:
+    ks_read = [k for k in ks if keep is None or k == 0 or k in keep]
+    for k in ks_read:
         try:
             vol, geom = load_nifti(found[k])
         except Exception as e:
@@ -82,7 +87,7 @@ def read_case(root: Path, key: str, masks: Path | None = None) -> RawCase:
             ) from None
         volumes.append(vol)
         geoms.append(geom)
-    for k, g in zip(ks[1:], geoms[1:], strict=True):
+    for k, g in zip(ks_read[1:], geoms[1:], strict=True):
         if not g.allclose(geoms[0], atol=1e-2):
             raise CaseError(
                 key,
@@ -91,6 +96,8 @@ def read_case(root: Path, key: str, masks: Path | None = None) -> RawCase:
                 str(found[k].relative_to(root)),
             )
     vols, geom, reo = canonical(key, volumes, geoms[0])
+    by_phase = dict(zip(ks_read, vols, strict=True))
+    vols = [by_phase.get(k) for k in ks]
     mask = None
     if masks is not None:
         mpath = Path(masks) / f"{key}.nii.gz"

@@ -1,0 +1,138 @@
+"""Ingest and streaming benchmark: dcesynth's way next to the study's way, in one run.
+
+The study's way: per slice, one PNG per image (pre, each post phase, mask) written with PIL,
+read back by a PyTorch ``DataLoader``. Ours: ``ingest`` (Ray tasks → Arrow shards) and Ray Data
+streaming into torch batches. Both start from the same DICOM cases, normalise the same way and
+deliver the same float tensors in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class PeakMemory:
+    """Samples the summed PSS of this process, its children and (optionally) Ray's workers."""
+
+    def __init__(self, include_ray: bool, interval: float = 0.1) -> None:
+        self.include_ray, self.interval = include_ray, interval
+        self.peak, self._stop = 0, threading.Event()
+
+    def _sample(self) -> int:
+        import psutil
+
+        me = psutil.Process()
+        procs = [me, *me.children(recursive=True)]
+        for p in psutil.process_iter(["cmdline"]) if self.include_ray else []:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "ray::" in cmd or "default_worker.py" in cmd:
+                procs.append(p)
+        total = 0
+        for p in {p.pid: p for p in procs}.values():
+            try:  # PSS: shared pages (Ray's object store) shared out, not counted per process
+                total += p.memory_full_info().pss
+            except Exception:  # a process that ended between listing and reading
+                continue
+        return total
+
+    def __enter__(self) -> PeakMemory:
+        self.base = self._sample()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak / 2**20
+
+
+@dataclass
+class Timing:
+    wall_s: float
+    items: int
+    peak_mib: float = float("nan")
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.wall_s
+
+
+def study_write_pngs(dicom_root: Path, keys: list[str], out: Path, phases: list[int]) -> Timing:
+    """The study's preparation: read, min-max per volume, one PNG per slice and image."""
+    from PIL import Image
+
+    from dcesynth.data.ingest.transforms import minmax
+    from dcesynth.data.readers import dicom
+    from dcesynth.data.readers.nifti import load_nifti
+
+    n = 0
+    with PeakMemory(include_ray=False) as mem:
+        t0 = time.perf_counter()
+        for key in keys:
+            raw = dicom.read_case(dicom_root, key)
+            mvol, _ = load_nifti(dicom_root.parent / "nifti" / "masks" / f"{key}.nii.gz")
+            vols = {"pre": minmax(raw.phases[0]), "mask": (mvol > 0.5).astype(np.uint8) * 255}
+            vols.update({f"post{p}": minmax(raw.phases[p]) for p in phases})
+            for name, vol in vols.items():
+                (out / key / name).mkdir(parents=True, exist_ok=True)
+                for z in range(vol.shape[0]):
+                    Image.fromarray(vol[z]).save(out / key / name / f"{z:04d}.png")
+            n += raw.geometry.shape[0]
+        wall = time.perf_counter() - t0
+    return Timing(wall, n, mem.peak_mib)
+
+
+def study_read_pngs(root: Path, phases: list[int], batch_size: int, workers: int) -> Timing:
+    """The study's loading: a map-style Dataset of PNG paths behind a PyTorch DataLoader."""
+    import torch
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+
+    items = sorted((d, f.name) for d in root.iterdir() for f in (d / "pre").iterdir())
+
+    class PngSlices(Dataset):
+        def __len__(self) -> int:
+            return len(items)
+
+        def __getitem__(self, i: int) -> dict:
+            d, name = items[i]
+            load = lambda sub: np.asarray(Image.open(d / sub / name), np.float32)  # noqa: E731
+            pre = load("pre")[None] / 127.5 - 1
+            post = np.stack([load(f"post{p}") for p in phases]) / 127.5 - 1
+            return {
+                "pre": torch.from_numpy(pre),
+                "post": torch.from_numpy(post),
+                "mask": torch.from_numpy(load("mask")[None] / 255),
+            }
+
+    t0 = time.perf_counter()
+    n = 0
+    for b in DataLoader(PngSlices(), batch_size=batch_size, num_workers=workers):
+        n += b["pre"].shape[0]
+    return Timing(time.perf_counter() - t0, n)
+
+
+def ours_stream(dataset: Path, phases: list[int], batch_size: int) -> Timing:
+    from dcesynth.data.dataset import read_split
+
+    t0 = time.perf_counter()
+    n = 0
+    for b in read_split(dataset, "train", phases=phases, rotate_p=0.0).iter_torch_batches(
+        batch_size=batch_size
+    ):
+        n += b["pre"].shape[0]
+    return Timing(time.perf_counter() - t0, n)
