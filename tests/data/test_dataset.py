@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcesynth.data.dataset import TrainTransform, decode, describe, read_split
+from dcesynth.data.dataset import TrainTransform, decode, describe, read_split, to_model_range
 from dcesynth.data.ingest import IngestConfig, ingest
 
 SIZE = 32
@@ -97,3 +97,19 @@ def test_describe(dataset: Path) -> None:
     assert info["slices_per_case"] == {"min": 16, "median": 16.0, "max": 16}
     with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
         describe(dataset / "volumes")
+
+
+def test_uint8_pipeline_with_collate_equals_float_pipeline(dataset: Path) -> None:
+    """scale=False + collate_fn=to_model_range gives the same tensors as scaling in map_batches."""
+    a = read_split(dataset, "test", rotate_p=0.5, seed=7)
+    b = read_split(dataset, "test", rotate_p=0.5, seed=7, scale=False)
+    xs = list(a.iter_torch_batches(batch_size=16))
+    ys = list(b.iter_torch_batches(batch_size=16, collate_fn=to_model_range))
+    assert sum(len(x["pre"]) for x in xs) == sum(len(y["pre"]) for y in ys) > 0
+    for x, y in zip(xs, ys, strict=True):
+        for k in ("pre", "post", "mask"):
+            assert y[k].dtype == torch.float32 and y[k].shape == x[k].shape
+            torch.testing.assert_close(y[k], x[k], rtol=0, atol=1e-6)
+        assert torch.equal(x["rotated"], y["rotated"])  # same seeded rotations
+    raw = next(iter(b.iter_batches(batch_size=4, batch_format="numpy")))
+    assert raw["pre"].dtype == np.uint8  # what crosses the object store

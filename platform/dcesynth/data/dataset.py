@@ -3,7 +3,8 @@
 ``read_split(dataset, "train")`` streams ``slices/train/*.parquet`` and applies the training
 transforms in ``map_batches``; each Ray Train worker then iterates its shard with
 ``iter_torch_batches``. Batches hold ``pre`` (B, 1, H, W), ``post`` (B, P, H, W) and ``mask``
-(B, 1, H, W) as float32, images in [-1, 1].
+(B, 1, H, W) as float32, images in [-1, 1] — scaled in ``map_batches`` (``scale=True``) or, twice
+as fast, by ``collate_fn=to_model_range`` on the consuming worker (``scale=False``).
 """
 
 from __future__ import annotations
@@ -58,22 +59,49 @@ class TrainTransform:
         )
         return np.random.default_rng([self.seed, zlib.crc32(ids.encode())])
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pre = batch["pre"][:, None].astype(np.float32)
-        post = batch["post"][:, self.index].astype(np.float32)
-        mask = batch["mask"][:, None].astype(np.float32)
-        pre, post = pre / 127.5 - 1.0, post / 127.5 - 1.0
+    def __call__(self, batch: dict[str, np.ndarray], scale: bool = True) -> dict[str, np.ndarray]:
+        """Phase selection and rotation on the uint8 slices; then, if ``scale``, float32."""
+        pre = batch["pre"][:, None].copy()
+        post = batch["post"][:, self.index]  # fancy indexing: a copy
+        mask = batch["mask"][:, None].copy()
         rot = self._rng(batch).random(len(pre)) < self.rotate_p
         if rot.any():  # same rotation for input, targets and mask of a slice
             for a in (pre, post, mask):
                 a[rot] = np.rot90(a[rot], k=1, axes=(2, 3))
-        return {
+        out = {
             "pre": pre,
             "post": post,
             "mask": mask,
             "slice_index": batch["slice_index"],
             "rotated": rot,
         }
+        return to_model_range(out, as_torch=False) if scale else out
+
+
+def to_model_range(batch: dict, as_torch: bool = True, device: str | None = None) -> dict:
+    """uint8 slices → float32: images to [-1, 1], mask to {0, 1}; other entries unchanged.
+
+    Use as ``iter_torch_batches(collate_fn=to_model_range)`` on a ``read_split(scale=False)``
+    dataset: uint8 crosses Ray's object store (4× fewer bytes than float32; measured 2× the
+    slices/s) and, with ``device="cuda"``, the host→GPU copy too.
+    """
+    out = dict(batch)
+    for k, offset in (("pre", 1.0), ("post", 1.0), ("mask", 0.0)):
+        if as_torch:
+            import torch
+
+            t = torch.as_tensor(batch[k], device=device).float()
+            out[k] = t.div_(127.5).sub_(offset) if offset else t
+        else:
+            a = batch[k].astype(np.float32)
+            out[k] = a / np.float32(127.5) - np.float32(offset) if offset else a
+    if as_torch:
+        import torch
+
+        for k in ("slice_index", "rotated"):
+            if k in out:
+                out[k] = torch.as_tensor(np.asarray(out[k]), device=device)
+    return out
 
 
 def read_split(
@@ -83,6 +111,7 @@ def read_split(
     rotate_p: float = 0.5,
     seed: int | None = None,
     transform: bool = True,
+    scale: bool = True,
 ):
     """A ``ray.data.Dataset`` streaming one split of a prepared dataset.
 
@@ -94,6 +123,9 @@ def read_split(
         seed: transform seed (reproducible augmentation).
         transform: False returns the stored rows (images as fixed-size binary; see
             :func:`decode`).
+        scale: True: float32 in [-1, 1] straight from ``map_batches``. False: uint8 through the
+            pipeline, scaled by ``iter_torch_batches(collate_fn=to_model_range)`` on the
+            consuming worker — twice the throughput, the training loop's choice.
 
     Raises:
         ValueError: for an unknown split or phase, naming what the dataset has.
@@ -117,7 +149,9 @@ def read_split(
     # A plain function (not a class): stateless tasks, no actor pool to size or restart. Arrow
     # batches in, so that the binary image columns decode without a copy.
     return ds.map_batches(
-        _apply, fn_kwargs={"transform": fn, "shapes": shapes}, batch_format="pyarrow"
+        _apply,
+        fn_kwargs={"transform": fn, "shapes": shapes, "scale": scale},
+        batch_format="pyarrow",
     )
 
 
@@ -131,8 +165,8 @@ def decode(table, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     return out
 
 
-def _apply(table, transform: TrainTransform, shapes: dict) -> dict[str, np.ndarray]:
-    return transform(decode(table, shapes))
+def _apply(table, transform: TrainTransform, shapes: dict, scale: bool) -> dict[str, np.ndarray]:
+    return transform(decode(table, shapes), scale=scale)
 
 
 def describe(dataset: Path) -> dict:

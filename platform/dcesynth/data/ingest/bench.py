@@ -119,20 +119,24 @@ def study_read_pngs(root: Path, phases: list[int], batch_size: int, workers: int
                 "mask": torch.from_numpy(load("mask")[None] / 255),
             }
 
+    return _timed(lambda: DataLoader(PngSlices(), batch_size=batch_size, num_workers=workers))
+
+
+def ours_stream(dataset: Path, phases: list[int], batch_size: int, scale: bool) -> Timing:
+    """Ray Data: float32 from map_batches (scale) or uint8 + collate_fn=to_model_range."""
+    from dcesynth.data.dataset import read_split, to_model_range
+
+    def batches():
+        ds = read_split(dataset, "train", phases=phases, rotate_p=0.0, scale=scale)
+        if scale:
+            return ds.iter_torch_batches(batch_size=batch_size)
+        return ds.iter_torch_batches(batch_size=batch_size, collate_fn=to_model_range)
+
+    return _timed(batches)
+
+
+def _timed(make_batches) -> Timing:
+    """One pass over a fresh iterator: pipeline or worker start-up included."""
     t0 = time.perf_counter()
-    n = 0
-    for b in DataLoader(PngSlices(), batch_size=batch_size, num_workers=workers):
-        n += b["pre"].shape[0]
-    return Timing(time.perf_counter() - t0, n)
-
-
-def ours_stream(dataset: Path, phases: list[int], batch_size: int) -> Timing:
-    from dcesynth.data.dataset import read_split
-
-    t0 = time.perf_counter()
-    n = 0
-    for b in read_split(dataset, "train", phases=phases, rotate_p=0.0).iter_torch_batches(
-        batch_size=batch_size
-    ):
-        n += b["pre"].shape[0]
+    n = sum(b["pre"].shape[0] for b in make_batches())
     return Timing(time.perf_counter() - t0, n)

@@ -105,7 +105,7 @@ def source_fingerprint(paths: list[Path | None]) -> str:
 
 def _existing(out: Path, fingerprint: str, cfg: IngestConfig) -> dict | None:
     """The manifest of an identical dataset in ``out``; refuse anything else there."""
-    if not out.exists():
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     manifest = out / "manifest.json"
     if not manifest.is_file():
@@ -192,7 +192,9 @@ def ingest(
     if old := _existing(out, fp, cfg):
         log.info("%s is up to date (fingerprint %s): nothing to do", out, fp)
         c = old["counts"]
-        return IngestResult(out, True, c["cases"], c["slices"], old.get("skipped", []))
+        report = out / "ingest_report.json"
+        skipped = json.loads(report.read_text())["skipped"] if report.is_file() else []
+        return IngestResult(out, True, c["cases"], c["slices"], skipped)
     keys = (dicom if src.fmt == "dicom" else nifti).list_cases(src.root)
     if not keys:
         raise DatasetError(f"SOURCE {src.root}: no case folders found")
@@ -231,6 +233,7 @@ def ingest(
             tuple(boxes.get(k, ())),
             src.box_slices,
             str(tmp / "volumes"),
+            src.boxes.name if src.boxes else None,
         )
         for k in sorted(splits)
         if k not in dup

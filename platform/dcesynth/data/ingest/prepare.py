@@ -30,6 +30,7 @@ class CaseSpec:
     box_rows: tuple[dict, ...]  # Annotation_Boxes rows for this case (more than one: error)
     box_slices: str  # "instance" | "array"
     volumes_dir: str
+    boxes_file: str | None = None  # its name, for error messages
 
 
 def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
@@ -64,11 +65,13 @@ def _box(spec: CaseSpec, raw: RawCase) -> tuple[int, ...] | None:
         return None
     if len(spec.box_rows) > 1:
         raise CaseError(
-            spec.key, f"{len(spec.box_rows)} rows in the boxes file (duplicate case id)"
+            spec.key,
+            f"{len(spec.box_rows)} rows in the boxes file (duplicate case id)",
+            spec.boxes_file,
         )
     src = raw.reorientation.source
     numbers = raw.slice_numbers if spec.box_slices == "instance" else np.arange(1, src.shape[0] + 1)
-    stored = box_in_stored_indices(spec.key, spec.box_rows[0], src.shape, numbers)
+    stored = box_in_stored_indices(spec.key, spec.box_rows[0], src.shape, numbers, spec.boxes_file)
     return raw.reorientation.box(stored)
 
 
@@ -76,15 +79,15 @@ def prepare_case(spec: CaseSpec, cfg: IngestConfig) -> dict:
     """Returns ``{"ok": True, "row": …, "slices": …}`` or ``{"ok": False, "error": …}``."""
     try:
         return {"ok": True, **_prepare(spec, cfg)}
-    except CaseError as e:
-        return {"ok": False, "key": spec.key, "case_id": spec.case_id, "error": str(e)}
     except Exception as e:  # a reader bug must not stop the cohort either; say what it was
-        return {
-            "ok": False,
-            "key": spec.key,
-            "case_id": spec.case_id,
-            "error": f"{spec.key}: unexpected {type(e).__name__}: {e}",
-        }
+        for f in Path(spec.volumes_dir).glob(f"{spec.case_id}_*"):  # nothing of a skipped case
+            f.unlink()
+        msg = (
+            str(e)
+            if isinstance(e, CaseError)
+            else f"{spec.key}: unexpected {type(e).__name__}: {e}"
+        )
+        return {"ok": False, "key": spec.key, "case_id": spec.case_id, "error": msg}
 
 
 def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
@@ -101,7 +104,8 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
     for p in keep:
         if not np.isfinite(raw.phases[p]).all():
             bad = int((~np.isfinite(raw.phases[p])).sum())
-            raise CaseError(spec.key, f"{bad} NaN/inf voxels in phase {p}")
+            src = raw.sources[p] if p < len(raw.sources) else None
+            raise CaseError(spec.key, f"{bad} NaN/inf voxels in phase {p}", src)
     box = _box(spec, raw)
     mask = raw.mask
     if mask is not None and mask.shape != geom.shape:
@@ -114,7 +118,13 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
         except ValueError as e:
             raise CaseError(spec.key, f"phase {p}: {e}") from None
         raw.phases[p] = None
-    # Normalised volumes at native resolution, with their geometry (synthesis and nnU-Net).
+    z_range = (box[0], box[1]) if box else _mask_z(mask)
+    try:
+        idx = select_slices(geom.shape[0], cfg.selection, z_range, cfg.margin_fraction)
+    except ValueError as e:
+        raise CaseError(spec.key, str(e)) from None
+    # Normalised volumes at native resolution, with their geometry (synthesis and nnU-Net),
+    # written once the case has passed every check.
     vdir = Path(spec.volumes_dir)
     for i, p in enumerate(keep):
         img = nib.Nifti1Image(vols[i].transpose(2, 1, 0), geom.affine_ras)
@@ -124,11 +134,6 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
             nib.Nifti1Image(mask.transpose(2, 1, 0), geom.affine_ras),
             vdir / f"{spec.case_id}_mask.nii.gz",
         )
-    z_range = (box[0], box[1]) if box else _mask_z(mask)
-    try:
-        idx = select_slices(geom.shape[0], cfg.selection, z_range, cfg.margin_fraction)
-    except ValueError as e:
-        raise CaseError(spec.key, str(e)) from None
     rs = SquareResize.plan(
         geom.shape[1], geom.shape[2], geom.spacing[1], geom.spacing[0], cfg.image_size
     )

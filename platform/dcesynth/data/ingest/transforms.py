@@ -67,7 +67,7 @@ def select_slices(
     if z_range is None:
         raise ValueError("selection 'tumour' needs a box or a mask")
     z0, z1 = z_range
-    m = math.ceil(margin_fraction * (z1 - z0 + 1))
+    m = math.ceil(round(margin_fraction * (z1 - z0 + 1), 9))  # 0.07 × 100 is 7.000000000000001
     return np.arange(max(0, z0 - m), min(n_slices - 1, z1 + m) + 1)
 
 

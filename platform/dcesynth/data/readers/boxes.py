@@ -44,16 +44,22 @@ def read_boxes(path: Path) -> dict[str, list[dict[str, int]]]:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected {COLUMNS}")
-    out: dict[str, list[dict[str, int]]] = {}
+    out: dict[str, list[dict[str, int | None]]] = {}
     for _, row in df.iterrows():
-        out.setdefault(str(row["Patient ID"]).strip(), []).append(
-            {c: int(row[c]) for c in COLUMNS[1:]}
-        )
+        if pd.isna(row["Patient ID"]):
+            continue  # a row that names no case cannot be attributed
+        # blank cells stay None: that case reports an incomplete box, the others go on
+        values = {c: None if pd.isna(row[c]) else int(row[c]) for c in COLUMNS[1:]}
+        out.setdefault(str(row["Patient ID"]).strip(), []).append(values)
     return out
 
 
 def box_in_stored_indices(
-    case: str, row: dict[str, int], shape: tuple[int, int, int], slice_numbers: np.ndarray
+    case: str,
+    row: dict[str, int | None],
+    shape: tuple[int, int, int],
+    slice_numbers: np.ndarray,
+    file: str | None = None,
 ) -> tuple[int, int, int, int, int, int]:
     """A Duke box → 0-based inclusive ``(z0, z1, y0, y1, x0, x1)`` in stored array order.
 
@@ -62,15 +68,18 @@ def box_in_stored_indices(
         row: one Annotation_Boxes row.
         shape: stored ``(nz, ny, nx)``.
         slice_numbers: the box "slice" number of each stored slice (see the module docstring).
+        file: the boxes file, named in errors.
 
     Raises:
         CaseError: for an empty box or one outside the volume.
     """
+    if blank := [c for c, v in row.items() if v is None]:
+        raise CaseError(case, f"incomplete box: blank {blank}", file)
     y0, y1 = row["Start Row"] - 1, row["End Row"] - 1
     x0, x1 = row["Start Column"] - 1, row["End Column"] - 1
     s0, s1 = row["Start Slice"], row["End Slice"]
     if y0 > y1 or x0 > x1 or s0 > s1:
-        raise CaseError(case, f"empty box {row}")
+        raise CaseError(case, f"empty box {row}", file)
     nz, ny, nx = shape
     inside = (
         y0 >= 0
@@ -82,7 +91,7 @@ def box_in_stored_indices(
     )
     if not inside:
         raise CaseError(
-            case, f"box {row} lies outside the volume of {nz}×{ny}×{nx} (slices×rows×cols)"
+            case, f"box {row} lies outside the volume of {nz}×{ny}×{nx} (slices×rows×cols)", file
         )
     zs = np.flatnonzero((slice_numbers >= s0) & (slice_numbers <= s1))
     return int(zs.min()), int(zs.max()), y0, y1, x0, x1

@@ -32,6 +32,7 @@ class RawCase:
             InstanceNumber, the Duke convention; NIfTI: 1 + k).
         reorientation: stored → canonical mapping (boxes are given in stored indices).
         mask: uint8 tumour mask on the canonical geometry, if the source has one.
+        sources: per phase, the series folder or file it came from (relative to the root).
     """
 
     key: str
@@ -43,6 +44,7 @@ class RawCase:
     slice_numbers: np.ndarray | None = None
     reorientation: Reorientation | None = None
     mask: np.ndarray | None = None
+    sources: list[str] = field(default_factory=list)
 
 
 def canonical(

@@ -125,12 +125,17 @@ def _headers(root: Path, key: str) -> dict[str, _Series]:
     return series
 
 
-def _split_multiphase(s: _Series) -> list[list[tuple[Path, pydicom.Dataset]]]:
+def _split_multiphase(key: str, s: _Series) -> list[list[tuple[Path, pydicom.Dataset]]]:
     """Phases of one series holding all of them, in time order."""
     groups: dict[float, list] = defaultdict(list)
     if all("TemporalPositionIdentifier" in ds for _, ds in s.items):
         for f, ds in s.items:
             groups[float(ds.TemporalPositionIdentifier)].append((f, ds))
+        if sorted(groups) != list(range(1, len(groups) + 1)):
+            raise CaseError(
+                key,
+                f"missing phase: temporal positions {sorted(groups)} in series {s.description!r}",
+            )
     else:
         for f, ds in s.items:
             groups[clock_seconds(ds.get("AcquisitionTime")) or 0.0].append((f, ds))
@@ -147,7 +152,7 @@ def _select_phases(key: str, series: dict[str, _Series], rules: SeriesRules) -> 
     multi = [s for s in dynamic if _any(rules.multiphase, s.description)]
     single = [s for s in dynamic if s not in multi]
     if not single and multi:
-        return _split_multiphase(min(multi, key=lambda s: s.time))
+        return _split_multiphase(key, min(multi, key=lambda s: s.time))
     pre = [s for s in single if _any(rules.pre, s.description)]
     post = [s for s in single if s not in pre]
     if not pre:  # no "pre" in any name: the earliest series without contrast agent
@@ -160,6 +165,14 @@ def _select_phases(key: str, series: dict[str, _Series], rules: SeriesRules) -> 
         raise CaseError(key, f"{len(pre)} series look pre-contrast: {[s.description for s in pre]}")
     # Physical order first (acquisition time), the ordinal in the name breaks ties.
     post.sort(key=lambda s: (s.time, _ordinal(rules.ordinal, s.description) or 99))
+    ords = [_ordinal(rules.ordinal, s.description) for s in post]
+    if post and None not in ords and sorted(ords) != list(range(1, len(post) + 1)):
+        names = [s.description for s in post]
+        raise CaseError(
+            key,
+            f"missing phase: post-contrast series numbered {sorted(ords)} "
+            f"({names}), expected 1..{max(ords)}",
+        )
     return [pre[0].items] + [s.items for s in post]
 
 
@@ -275,4 +288,5 @@ def read_case(
         identity=str(ds0.get("PatientID", "")) or None,
         slice_numbers=ranks,
         reorientation=reo,
+        sources=[str(items[0][0].parent.relative_to(root)) for items in phases],
     )

@@ -106,13 +106,13 @@ def read_case(
                 mvol, mgeom = load_nifti(mpath)
             except Exception as e:
                 raise CaseError(
-                    key, f"unreadable mask ({type(e).__name__}: {e})", str(mpath)
+                    key, f"unreadable mask ({type(e).__name__}: {e})", mpath.name
                 ) from None
             if not mgeom.allclose(geoms[0], atol=1e-2):
                 raise CaseError(
                     key,
                     f"mask does not match its image: {mgeom.to_dict()} vs {geoms[0].to_dict()}",
-                    str(mpath),
+                    mpath.name,
                 )
             mask = np.ascontiguousarray(reo.array((mvol > 0.5).astype(np.uint8)))
     sidecars = [_sidecar(found[k]) for k in ks]
@@ -140,6 +140,7 @@ def read_case(
         slice_numbers=np.arange(1, geoms[0].shape[0] + 1),
         reorientation=reo,
         mask=mask,
+        sources=[str(found[k].relative_to(root)) for k in ks],
     )
 
 
