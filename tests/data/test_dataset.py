@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcesynth.data.dataset import TrainTransform, decode, describe, read_split, to_model_range
+from dcesynth.data.dataset import TrainTransform, decode, describe, model_range_collate, read_split
 from dcesynth.data.ingest import IngestConfig, ingest
 
 SIZE = 32
@@ -100,11 +100,11 @@ def test_describe(dataset: Path) -> None:
 
 
 def test_uint8_pipeline_with_collate_equals_float_pipeline(dataset: Path) -> None:
-    """scale=False + collate_fn=to_model_range gives the same tensors as scaling in map_batches."""
+    """scale=False + model_range_collate() gives the same tensors as scaling in map_batches."""
     a = read_split(dataset, "test", rotate_p=0.5, seed=7)
     b = read_split(dataset, "test", rotate_p=0.5, seed=7, scale=False)
     xs = list(a.iter_torch_batches(batch_size=16))
-    ys = list(b.iter_torch_batches(batch_size=16, collate_fn=to_model_range))
+    ys = list(b.iter_torch_batches(batch_size=16, collate_fn=model_range_collate()))
     assert sum(len(x["pre"]) for x in xs) == sum(len(y["pre"]) for y in ys) > 0
     for x, y in zip(xs, ys, strict=True):
         for k in ("pre", "post", "mask"):

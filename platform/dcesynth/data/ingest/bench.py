@@ -123,14 +123,14 @@ def study_read_pngs(root: Path, phases: list[int], batch_size: int, workers: int
 
 
 def ours_stream(dataset: Path, phases: list[int], batch_size: int, scale: bool) -> Timing:
-    """Ray Data: float32 from map_batches (scale) or uint8 + collate_fn=to_model_range."""
-    from dcesynth.data.dataset import read_split, to_model_range
+    """Ray Data: float32 from map_batches (scale) or uint8 + collate_fn=model_range_collate()."""
+    from dcesynth.data.dataset import model_range_collate, read_split
 
     def batches():
         ds = read_split(dataset, "train", phases=phases, rotate_p=0.0, scale=scale)
         if scale:
             return ds.iter_torch_batches(batch_size=batch_size)
-        return ds.iter_torch_batches(batch_size=batch_size, collate_fn=to_model_range)
+        return ds.iter_torch_batches(batch_size=batch_size, collate_fn=model_range_collate())
 
     return _timed(batches)
 
