@@ -60,11 +60,19 @@ def format_validation_error(
     for err in exc.errors():
         loc = tuple(err["loc"])
         from_cli = bool(loc) and loc[0] in cli_keys
-        key = _flag(str(loc[0])) if from_cli else ".".join(str(p) for p in loc) or "<root>"
+        dotted = ".".join(str(p) for p in loc) or "<root>"
+        top = cls.model_fields.get(str(loc[0])) if loc else None
+        nested = (
+            top is not None
+            and isinstance(top.annotation, type)
+            and issubclass(top.annotation, BaseModel)
+        )
+        key = _flag(str(loc[0])) if from_cli and not nested else dotted  # sub-configs: a.b
         source = "command line" if from_cli else (file or "config")
         if err["type"] == "extra_forbidden":
             keys = _allowed_keys(cls, loc)
-            msg = f"unknown key; allowed keys: {', '.join(map(_flag, keys) if from_cli else keys)}"
+            flags = from_cli and not nested
+            msg = f"unknown key; allowed keys: {', '.join(map(_flag, keys) if flags else keys)}"
         else:
             msg = err["msg"]
             if "input" in err and err["type"] != "missing":
