@@ -1,0 +1,232 @@
+"""The pix2pixHD training loop that every Ray Train worker runs (``train_loop_per_worker``).
+
+Distributed steps, in order: Ray Train picks the device and wraps G and D in DDP
+(``prepare_model``); each worker streams its shard of the training split
+(``get_dataset_shard``); gradients are averaged by DDP in ``backward``; losses are averaged over
+workers with ``all_reduce``; every epoch all workers call ``ray.train.report`` and rank 0
+attaches a checkpoint every ``checkpoint_every`` epochs. After a worker failure Ray restarts the
+group and ``get_checkpoint`` hands back the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from dcesynth.data.dataset import model_range_collate
+from dcesynth.models import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
+from dcesynth.models.losses import (
+    PerceptualLoss,
+    feature_matching_loss,
+    lsgan_loss,
+    vgg19_features,
+)
+from dcesynth.training.config import TrainConfig, learning_rate
+from dcesynth.training.validation import validation_metrics, write_samples
+
+
+def build_generator(cfg: TrainConfig) -> torch.nn.Module:
+    m = cfg.model
+    if m.generator == "local":
+        return LocalEnhancer(
+            cfg.in_channels, cfg.out_channels, m.ngf, m.n_downsample, m.n_blocks, m.n_blocks_local
+        )
+    return GlobalGenerator(cfg.in_channels, cfg.out_channels, m.ngf, m.n_downsample, m.n_blocks)
+
+
+def build_discriminator(cfg: TrainConfig) -> torch.nn.Module:
+    m = cfg.model
+    return MultiscaleDiscriminator(cfg.in_channels + cfg.out_channels, m.ndf, m.n_layers_d, m.num_d)
+
+
+def model_io(
+    pre: torch.Tensor, post: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input and target channels as the study used them (replicated to 3 where configured)."""
+    x = pre.expand(-1, 3, -1, -1) if cfg.model.replicate_input else pre
+    y = post.expand(-1, 3, -1, -1) if cfg.out_channels == 3 and post.shape[1] == 1 else post
+    return x, y
+
+
+def rotate(batch: dict, p: float, gen: torch.Generator) -> None:
+    """The study's augmentation: 90° rotation with probability p, one draw per slice.
+
+    Done here rather than in the Ray Data pipeline so that the draws depend on (seed, epoch,
+    rank, step) and a resumed run repeats them exactly.
+    """
+    rot = torch.rand(batch["pre"].shape[0], generator=gen) < p
+    if rot.any():
+        for k in ("pre", "post", "mask"):
+            batch[k][rot.to(batch[k].device)] = torch.rot90(
+                batch[k][rot.to(batch[k].device)], 1, (2, 3)
+            )
+
+
+def _split(feats: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
+    """D run once on [fake; real] (one forward per backward keeps DDP simple): split halves."""
+    return [[f[:n] for f in d] for d in feats], [[f[n:] for f in d] for d in feats]
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig.model_validate(config["cfg"])
+    run_dir = Path(config["run_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)  # identical initial weights on every worker
+
+    # --- models, wrapped in DDP by Ray Train ----------------------------------------------
+    G = ray.train.torch.prepare_model(build_generator(cfg))
+    D = ray.train.torch.prepare_model(build_discriminator(cfg))
+    perceptual = None
+    if cfg.loss.lambda_per > 0:
+        weights = config.get("vgg_weights")  # verified by the driver; None: vgg19_random
+        perceptual = PerceptualLoss(vgg19_features(Path(weights) if weights else None)).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"
+    )
+
+    # --- resume: Ray hands back the last reported checkpoint after a failure or --resume ----
+    start = 0
+    if ckpt := ray.train.get_checkpoint():
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / "state.pt", map_location=device, weights_only=False)
+        _unwrap(G).load_state_dict(state["G"])
+        _unwrap(D).load_state_dict(state["D"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start = state["epoch"]
+    if rank == 0:
+        _truncate_metrics(run_dir / "metrics.jsonl", start)
+    val = config["val"]  # a fixed validation subset (uint8), the same every epoch
+    fault = config.get("fault") or {}
+
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start, cfg.epochs):
+        lr = learning_rate(epoch, cfg)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        gen = torch.Generator().manual_seed(hash((cfg.seed, epoch, rank)) % 2**31)
+        sums = torch.zeros(7, device=device)  # d, g, adv, fm, per, l1 (sample-weighted), samples
+        G.train()
+        batches = shard.iter_torch_batches(
+            batch_size=cfg.batch_size, collate_fn=model_range_collate(str(device))
+        )
+        for step, batch in enumerate(batches):
+            rotate(batch, cfg.rotate_p, gen)
+            x, y = model_io(batch["pre"], batch["post"], cfg)
+            n = x.shape[0]
+            with autocast:
+                fake = G(x)
+                # D step: real pairs → 1, generated pairs → 0 (LSGAN)
+                feats = D(torch.cat([torch.cat([x, fake.detach()], 1), torch.cat([x, y], 1)]))
+                d_fake, d_real = _split(feats, n)
+                loss_d = 0.5 * (lsgan_loss(d_fake, False) + lsgan_loss(d_real, True))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()  # DDP all-reduces D's gradients here
+            opt_d.step()
+            with autocast:
+                # G step: fool D, match D's features of real pairs, match VGG19 features
+                feats = D(torch.cat([torch.cat([x, fake], 1), torch.cat([x, y], 1)]))
+                g_fake, g_real = _split(feats, n)
+                adv = lsgan_loss(g_fake, True)
+                fm = feature_matching_loss(g_fake, g_real, cfg.model.n_layers_d)
+                per = perceptual(fake.float(), y) if perceptual is not None else fake.new_zeros(())
+                loss_g = (
+                    cfg.loss.lambda_adv * adv + cfg.loss.lambda_fm * fm + cfg.loss.lambda_per * per
+                )
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if fault.get("nan_at") == [epoch, step]:
+                loss_g = loss_g * float("nan")  # fault injection (tests): a diverged step
+            vals = (
+                torch.stack([loss_d, loss_g, adv, fm, per, (fake - y).abs().mean()])
+                .detach()
+                .float()
+            )
+            bad = torch.tensor([0.0 if torch.isfinite(vals).all() else 1.0], device=device)
+            if world > 1:
+                dist.all_reduce(bad)  # every worker stops together, or DDP would hang
+            if bad.item():
+                ray.train.report({"epoch": epoch + 1, "nan_step": step, "stopped": "nan"})
+                return  # the last good checkpoint stays the latest one
+            sums[:6] += vals * n
+            sums[6] += n
+        if world > 1:
+            dist.all_reduce(sums)  # losses averaged over all workers' samples
+        count = max(float(sums[6]), 1.0)
+        names = ("loss_d", "loss_g", "loss_adv", "loss_fm", "loss_per", "train_l1")
+        metrics = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            **{k: float(v) / count for k, v in zip(names, sums[:6], strict=True)},
+        }
+        if rank == 0:
+            metrics.update(validation_metrics(_unwrap(G), val, cfg, device))
+            metrics["perceptual_network"] = cfg.loss.perceptual_network
+        _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
+        if fault.get("crash_at_epoch") == epoch + 1 and not Path(fault["marker"]).exists():
+            Path(fault["marker"]).touch()  # fault injection (tests): a worker dies once
+            raise RuntimeError(f"injected failure after epoch {epoch + 1}")
+
+
+def _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device) -> None:
+    import ray.train
+
+    last = epoch + 1 == cfg.epochs
+    save = (epoch + 1) % cfg.checkpoint_every == 0 or last
+    if rank == 0:
+        with (run_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if save:
+            write_samples(
+                _unwrap(G), val, cfg, device, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
+            )
+    if save and rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(
+                {
+                    "G": _unwrap(G).state_dict(),
+                    "D": _unwrap(D).state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "epoch": epoch + 1,
+                    "config": cfg.model_dump(mode="json"),
+                },
+                Path(tmp) / "state.pt",
+            )
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"epoch_{epoch + 1:03d}",
+            )
+    else:
+        ray.train.report(metrics, checkpoint_dir_name=f"epoch_{epoch + 1:03d}" if save else None)
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return m.module if hasattr(m, "module") else m
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """After a restart: keep the lines of epochs the checkpoint covers (no duplicates)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln).get("epoch", math.inf) <= epochs_done]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+__all__ = ["build_discriminator", "build_generator", "model_io", "train_loop_per_worker"]

@@ -1,0 +1,195 @@
+"""Launch, or resume, one training run with Ray Train (``TorchTrainer``).
+
+Run directory ``<runs_dir>/<name>/``: ``config.yaml`` (resolved), ``checkpoints/epoch_NNN/``,
+``metrics.jsonl``, ``samples/``, ``loss_curve.png``. Every input is checked before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dcesynth.config import ConfigError, atomic_write_text, to_yaml
+from dcesynth.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A run that stopped without finishing (e.g. a NaN loss)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    metrics: list[dict]
+    checkpoints: list[Path]
+
+
+def check(cfg: TrainConfig) -> dict:
+    """Everything that can fail before Ray starts; returns the dataset manifest.
+
+    Raises:
+        ConfigError: naming the key and what is allowed.
+    """
+    from dcesynth.data.dataset import load_manifest
+    from dcesynth.weights import VGG19_IMAGENET, WeightsError, resolve
+
+    if cfg.dataset is None:
+        raise ConfigError("`dataset`: required (a prepared dataset from `dcectl ingest`)")
+    try:
+        manifest = load_manifest(cfg.dataset)
+    except FileNotFoundError as e:
+        raise ConfigError(f"`dataset`: {e}") from None
+    stored = manifest["phases"][1:]
+    if missing := [p for p in cfg.phases if p not in stored]:
+        raise ConfigError(f"`phases`: {missing} not in the dataset; it has post phases {stored}")
+    size = manifest["image_size"]
+    if size % cfg.model.divisor:
+        raise ConfigError(
+            f"`model.n_downsample`: image size {size} is not divisible by "
+            f"{cfg.model.divisor}; use fewer downsamplings or another size"
+        )
+    for split in ("train", "val"):
+        if split not in manifest["counts"]["slices"]:
+            raise ConfigError(f"`dataset`: no {split!r} split in {cfg.dataset}")
+    if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
+        try:
+            resolve(VGG19_IMAGENET, cfg.loss.weights_dir)
+        except WeightsError as e:
+            raise ConfigError(
+                f"`loss.perceptual_network`: {e}; or set loss.lambda_per=0 or "
+                "loss.perceptual_network=vgg19_random (not the study's loss)"
+            ) from None
+    return manifest
+
+
+def _latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("epoch_*/state.pt"))
+    return ckpts[-1].parent if ckpts else None
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml, not a run directory")
+    return TrainConfig.model_validate(yaml.safe_load(path.read_text()))
+
+
+def _val_subset(cfg: TrainConfig, manifest: dict) -> dict:
+    from dcesynth.data.dataset import decode, read_split
+
+    size = manifest["image_size"]
+    stored = manifest["phases"][1:]
+    shapes = {"pre": (size, size), "post": (len(stored), size, size), "mask": (size, size)}
+    table = read_split(cfg.dataset, "val", transform=False).take_batch(
+        cfg.val_slices, batch_format="pyarrow"
+    )
+    b = decode(table, shapes)
+    idx = [stored.index(p) for p in cfg.phases]
+    return {"pre": b["pre"].copy(), "post": b["post"][:, idx].copy()}
+
+
+def train(
+    cfg: TrainConfig, resume: bool = False, address: str | None = None, fault: dict | None = None
+) -> TrainResult:
+    """Train (or resume) ``cfg.runs_dir / cfg.name`` with ``cfg.workers`` Ray Train workers.
+
+    Args:
+        cfg: the run's config (on resume: the saved one, see ``load_run_config``).
+        resume: continue from the latest checkpoint of an existing run.
+        address: a Ray cluster to join (default: the running or a new local instance).
+        fault: fault injection for tests (``crash_at_epoch`` + ``marker``, ``nan_at``).
+
+    Raises:
+        ConfigError: before Ray starts, for any unusable input.
+        TrainingError: when the run stopped early (NaN loss), naming epoch, step and checkpoint.
+    """
+    import ray
+    from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from dcesynth.data.dataset import read_split
+    from dcesynth.training.loop import train_loop_per_worker
+    from dcesynth.weights import VGG19_IMAGENET, resolve
+
+    manifest = check(cfg)
+    run_dir = (Path(cfg.runs_dir) / cfg.name).resolve()
+    if resume and not run_dir.is_dir():
+        raise ConfigError(f"--resume: no run at {run_dir}")
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run {run_dir} exists: resume it with --resume or choose another `name`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    if not ray.is_initialized():
+        ray.init(address=address)
+    vgg = None
+    if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
+        vgg = str(resolve(VGG19_IMAGENET, cfg.loss.weights_dir))
+    latest = _latest_checkpoint(run_dir) if resume else None
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "cfg": cfg.model_dump(mode="json"),
+            "run_dir": str(run_dir),
+            "val": _val_subset(cfg, manifest),
+            "vgg_weights": vgg,
+            "fault": fault,
+        },
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(
+            name="checkpoints",
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+        # rotation happens in the loop (seeded per epoch); uint8 crosses the object store
+        datasets={
+            "train": read_split(
+                cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False
+            )
+        },
+        resume_from_checkpoint=Checkpoint.from_directory(str(latest)) if latest else None,
+    )
+    trainer.fit()
+    metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    plot_losses(metrics, run_dir / "loss_curve.png")
+    done = max((m["epoch"] for m in metrics if "loss_g" in m), default=0)
+    stopped = [m for m in metrics if m.get("stopped")]
+    ckpts = sorted(p.parent for p in (run_dir / "checkpoints").glob("epoch_*/state.pt"))
+    if stopped:
+        s = stopped[-1]
+        raise TrainingError(
+            f"{run_dir}: NaN loss at epoch {s['epoch']}, step {s['nan_step']}; "
+            f"last good checkpoint: {ckpts[-1] if ckpts else 'none'}"
+        )
+    return TrainResult(run_dir, done, metrics, ckpts)
+
+
+def plot_losses(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [m for m in metrics if "loss_g" in m]
+    if not rows:
+        return
+    ep = [m["epoch"] for m in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    for k in ("loss_d", "loss_g", "loss_adv", "loss_fm", "loss_per"):
+        a.plot(ep, [m[k] for m in rows], label=k)
+    a.set_xlabel("epoch")
+    a.set_yscale("log")
+    a.legend(fontsize=8)
+    for k in ("train_l1", "val_mae"):
+        b.plot(ep, [m.get(k, float("nan")) for m in rows], label=k)
+    b.set_xlabel("epoch")
+    b.legend(fontsize=8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
