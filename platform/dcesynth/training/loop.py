@@ -98,7 +98,10 @@ def train_loop_per_worker(config: dict) -> None:
 
     # --- resume: Ray hands back the last reported checkpoint after a failure or --resume ----
     start = 0
-    if ckpt := ray.train.get_checkpoint():
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and config.get("resume_dir"):  # dcectl train --resume
+        ckpt = ray.train.Checkpoint.from_directory(config["resume_dir"])
+    if ckpt is not None:
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / "state.pt", map_location=device, weights_only=False)
         _unwrap(G).load_state_dict(state["G"])
@@ -160,7 +163,11 @@ def train_loop_per_worker(config: dict) -> None:
             if world > 1:
                 dist.all_reduce(bad)  # every worker stops together, or DDP would hang
             if bad.item():
-                ray.train.report({"epoch": epoch + 1, "nan_step": step, "stopped": "nan"})
+                stop = {"epoch": epoch + 1, "nan_step": step, "stopped": "nan"}
+                if rank == 0:
+                    with (run_dir / "metrics.jsonl").open("a") as f:
+                        f.write(json.dumps(stop) + "\n")
+                ray.train.report(stop)
                 return  # the last good checkpoint stays the latest one
             sums[:6] += vals * n
             sums[6] += n

@@ -111,7 +111,7 @@ def train(
         TrainingError: when the run stopped early (NaN loss), naming epoch, step and checkpoint.
     """
     import ray
-    from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from dcesynth.data.dataset import read_split
@@ -140,6 +140,9 @@ def train(
             "val": _val_subset(cfg, manifest),
             "vgg_weights": vgg,
             "fault": fault,
+            # Train V2 resumes through the loop's config (resume_from_checkpoint is
+            # deprecated); Ray's own get_checkpoint() wins after a worker retry
+            "resume_dir": str(latest) if latest else None,
         },
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
@@ -154,7 +157,6 @@ def train(
                 cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False
             )
         },
-        resume_from_checkpoint=Checkpoint.from_directory(str(latest)) if latest else None,
     )
     trainer.fit()
     metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]

@@ -1,0 +1,118 @@
+"""Tiny end-to-end training on a phantom dataset with 2 Ray Train workers on CPU.
+
+Slow (Ray Train start-up dominates): the few runs here are the proof that the distributed loop,
+checkpoints, resume and the NaN stop work.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcesynth.config import ConfigError, build_config
+from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.training.config import TrainConfig
+from dcesynth.training.loop import build_generator
+from dcesynth.training.run import TrainingError, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "ds"
+    cfg = IngestConfig(image_size=32, phases=(1, 2), split={"ratios": {"train": 0.5, "val": 0.5}})
+    ingest(phantom_source / "nifti" / "images", out, cfg, progress=False)
+    return out
+
+
+def tiny(dataset: Path, runs: Path, name: str, **over) -> TrainConfig:
+    base = {
+        "dataset": str(dataset),
+        "runs_dir": str(runs),
+        "name": name,
+        "phases": (1,),
+        "epochs": 3,
+        "workers": 2,
+        "batch_size": 4,
+        "checkpoint_every": 1,
+        "val_slices": 8,
+        "max_failures": 0,
+        "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
+        "loss": {"perceptual_network": "vgg19_random"},
+    }
+    return build_config(TrainConfig, None, {**base, **over})
+
+
+def _epochs(run: Path) -> list[int]:
+    return [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_trains_checkpoints_and_reloads(dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny(dataset, tmp_path, "run")
+    res = train(cfg)
+    l1 = [m["train_l1"] for m in res.metrics]
+    assert res.epochs_done == 3 and len(l1) == 3
+    assert l1[-1] < l1[0]  # the reported L1 to the target falls
+    assert all(m["perceptual_network"] == "vgg19_random" for m in res.metrics)  # recorded
+    assert [p.name for p in res.checkpoints] == ["epoch_001", "epoch_002", "epoch_003"]
+    assert (res.run_dir / "config.yaml").is_file() and (res.run_dir / "loss_curve.png").is_file()
+    assert (res.run_dir / "samples" / "epoch_003.png").is_file()
+    # the checkpoint reloads to the same outputs
+    state = torch.load(res.checkpoints[-1] / "state.pt", weights_only=False)
+    g1, g2 = build_generator(cfg), build_generator(cfg)
+    g1.load_state_dict(state["G"])
+    g2.load_state_dict(state["G"])
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(g1(x), g2(x), rtol=0, atol=0)
+    assert state["epoch"] == 3 and state["config"]["phases"] == [1]
+    with pytest.raises(ConfigError, match="exists"):  # a second run under the same name
+        train(cfg)
+
+
+def test_worker_crash_is_retried_from_the_last_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny(dataset, tmp_path, "crash", max_failures=1)
+    res = train(cfg, fault={"crash_at_epoch": 2, "marker": str(tmp_path / "crashed")})
+    assert (tmp_path / "crashed").exists()  # the fault did fire
+    assert res.epochs_done == 3 and _epochs(res.run_dir) == [1, 2, 3]  # no epoch twice
+
+
+def test_killed_run_resumes_to_the_same_epoch_count(dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny(dataset, tmp_path, "killed", max_failures=0)
+    with pytest.raises(Exception):  # noqa: B017 - Ray's error type for a failed run
+        train(cfg, fault={"crash_at_epoch": 2, "marker": str(tmp_path / "killed.marker")})
+    run = tmp_path / "killed"
+    assert (tmp_path / "killed.marker").exists()  # the fault did fire
+    assert _epochs(run) == [1, 2]
+    res = train(cfg, resume=True)
+    assert res.epochs_done == 3 and _epochs(run) == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_epoch_step_and_last_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny(dataset, tmp_path, "nan")
+    with pytest.raises(
+        TrainingError, match=r"NaN loss at epoch 2, step 1; last good checkpoint: .*epoch_001"
+    ):
+        train(cfg, fault={"nan_at": [1, 1]})
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"phases": (4,)}, "not in the dataset"),
+        ({"model": {"n_downsample": 6}}, "not divisible"),
+        ({"dataset": "/nonexistent"}, "not a prepared dataset"),
+        (
+            {"loss": {"perceptual_network": "vgg19_imagenet", "weights_dir": "/nonexistent"}},
+            "vgg19-dcbb9e9d.pth",
+        ),
+    ],
+)
+def test_bad_inputs_fail_before_ray(dataset: Path, tmp_path: Path, over: dict, needle: str) -> None:
+    cfg = tiny(dataset, tmp_path, "bad", **over)
+    with pytest.raises(ConfigError, match=needle):
+        train(cfg)
+    assert not (tmp_path / "bad").exists()
