@@ -107,12 +107,41 @@ def build_config(
     """
     data = read_yaml(path) if path is not None else {}
     set_overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    data.update(set_overrides)
+    _deep_merge(data, set_overrides)
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         file = str(path) if path is not None else None
         raise ConfigError(format_validation_error(e, cls, file, set(set_overrides))) from None
+
+
+def _deep_merge(base: dict, extra: dict) -> None:
+    """``extra`` into ``base``; sub-mappings merge key by key (``loss.lambda_fm=5`` keeps the
+    file's other loss settings)."""
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML).
+
+    Raises:
+        ConfigError: for an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"command line: override {item!r} must look like key=value (a.b=1)")
+        key, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
 
 
 def to_yaml(model: BaseModel) -> str:

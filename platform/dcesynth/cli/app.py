@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from dcesynth.cli import bench, dataset, demo, ingest, phantom
+from dcesynth.cli import bench, dataset, demo, ingest, phantom, train
 
 app = typer.Typer(
     name="dcectl",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("phantom")(phantom.phantom)
 app.command("ingest")(ingest.ingest)
 app.add_typer(dataset.app, name="dataset")
+app.command("train")(train.train)
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,10 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     if not ray.is_initialized():
-        ray.init(address=address)
+        # A local instance gets logical CPUs for the Train workers *and* for Ray Data's read
+        # and transform tasks; with only as many as workers the data pipeline never starts.
+        local_cpus = max(os.cpu_count() or 1, cfg.workers) + 2
+        ray.init(address=address, num_cpus=None if address else local_cpus)
     vgg = None
     if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
         vgg = str(resolve(VGG19_IMAGENET, cfg.loss.weights_dir))
