@@ -45,7 +45,10 @@ def train(
                 "workers": workers,
                 "use_gpu": True if gpus else None,
             }
-            cfg = build_config(TrainConfig, config, {**extra, **flags})
+            # unset flags must not hide a key=value override of the same key
+            cfg = build_config(
+                TrainConfig, config, {**extra, **{k: v for k, v in flags.items() if v is not None}}
+            )
         try:
             res = run_train(cfg, resume=resume is not None, address=address)
         except TrainingError as e:
