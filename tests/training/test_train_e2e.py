@@ -30,9 +30,9 @@ def dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
     return out
 
 
-def tiny(dataset: Path, runs: Path, name: str, **over) -> TrainConfig:
+def tiny(data: Path, runs: Path, name: str, **over) -> TrainConfig:
     base = {
-        "dataset": str(dataset),
+        "dataset": str(data),
         "runs_dir": str(runs),
         "name": name,
         "phases": (1,),
