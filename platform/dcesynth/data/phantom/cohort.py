@@ -33,19 +33,12 @@ from dcesynth.config import atomic_write_text
 from dcesynth.data.phantom.case import PhantomCase, case_id, generate_case
 from dcesynth.data.phantom.config import PhantomConfig
 from dcesynth.data.phantom.writers import remove_stale_tmp, write_dicom, write_nifti
+from dcesynth.data.readers.boxes import COLUMNS as BOX_COLUMNS
 from dcesynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_COLUMNS = [
-    "Patient ID",
-    "Start Row",
-    "End Row",
-    "Start Column",
-    "End Column",
-    "Start Slice",
-    "End Slice",
-]
+ANNOTATION_COLUMNS = BOX_COLUMNS  # the Duke format, defined once with its reader
 
 
 class PhantomError(ValueError):
