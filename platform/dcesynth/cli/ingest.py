@@ -44,16 +44,17 @@ def ingest(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto).")] = None,
 ) -> None:
     """Prepare a cohort: per-volume normalisation, square slices, patient-level splits."""
-    from dcesynth.config import ConfigError, build_config, read_yaml
+    from dcesynth.config import ConfigError, build_config
     from dcesynth.data.ingest import IngestConfig
     from dcesynth.data.ingest import ingest as run_ingest
 
     with user_errors():
-        split = dict((read_yaml(config).get("split") or {}) if config else {})
-        if split_file is not None:
-            split["file"] = str(split_file)
-        if seed is not None:
-            split["seed"] = seed
+        # only the split keys given here; build_config merges them into the file's split
+        split = {
+            k: v
+            for k, v in (("file", split_file and str(split_file)), ("seed", seed))
+            if v is not None
+        }
         try:
             phase_tuple = tuple(int(p) for p in phases.split(",")) if phases else None
         except ValueError:
@@ -69,7 +70,7 @@ def ingest(
             selection=selection,
             normalisation=normalisation,
             salt=salt,
-            split=split if (split_file is not None or seed is not None) else None,
+            split=split or None,
         )
         cfg = build_config(IngestConfig, config, overrides)
         res = run_ingest(source, out, cfg, workers=workers, address=address)

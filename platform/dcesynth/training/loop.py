@@ -192,35 +192,28 @@ def train_loop_per_worker(config: dict) -> None:
 def _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device) -> None:
     import ray.train
 
-    last = epoch + 1 == cfg.epochs
-    save = (epoch + 1) % cfg.checkpoint_every == 0 or last
-    if rank == 0:
+    save = (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
+    name = f"epoch_{epoch + 1:03d}" if save else None
+    if rank == 0:  # rank 0 alone writes the run directory and the checkpoint
         with (run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(metrics) + "\n")
-        if save:
-            write_samples(
-                _unwrap(G), val, cfg, device, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
-            )
-    if save and rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(
-                {
-                    "G": _unwrap(G).state_dict(),
-                    "D": _unwrap(D).state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "epoch": epoch + 1,
-                    "config": cfg.model_dump(mode="json"),
-                },
-                Path(tmp) / "state.pt",
-            )
-            ray.train.report(
-                metrics,
-                checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                checkpoint_dir_name=f"epoch_{epoch + 1:03d}",
-            )
-    else:
-        ray.train.report(metrics, checkpoint_dir_name=f"epoch_{epoch + 1:03d}" if save else None)
+    if rank != 0 or not save:
+        ray.train.report(metrics, checkpoint_dir_name=name)
+        return
+    write_samples(_unwrap(G), val, cfg, device, run_dir / "samples" / f"{name}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        state = {
+            "G": _unwrap(G).state_dict(),
+            "D": _unwrap(D).state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "epoch": epoch + 1,
+            "config": cfg.model_dump(mode="json"),
+        }
+        torch.save(state, Path(tmp) / "state.pt")
+        ray.train.report(
+            metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name
+        )
 
 
 def _unwrap(m: torch.nn.Module) -> torch.nn.Module:

@@ -234,8 +234,9 @@ def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     for _les in anat.lesions:
         ctype = _pick(rng, cfg.curve_type_weights)
         lesion_kin.append({"curve_type": ctype, **sample_lesion_kinetics(rng, proto, ctype)})
-    images, noise_sigma, gain = _synthesize(rng, cfg, proto, geom, anat, bpe, lesion_kin)
-    gt = _ground_truth(cfg, index, proto, geom, anat, bpe, lesion_kin, noise_sigma, gain)
+    lut, conc = _signal_lut(cfg, proto, anat, bpe, lesion_kin)
+    images, noise_sigma, gain = _synthesize(rng, cfg, proto, geom, anat, lut)
+    gt = _ground_truth(cfg, index, proto, geom, anat, bpe, lesion_kin, lut, conc, noise_sigma, gain)
     identity = {
         "Patient ID": case_id(index),
         "PatientName": f"{rng.choice(LAST_NAMES)}^{rng.choice(FIRST_NAMES)}",
@@ -258,10 +259,8 @@ def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int
         scale = T.BPE_LEVELS[bpe][0] if label == Tissue.FGT else 1.0
         conc[label] = concentration_at(proto, kt * scale, ve, vp, n_ph)
     # Blood-pool voxels hold whole blood: Cb = (1 − Hct)·Cp follows the plasma curve.
-    conc[Tissue.BLOOD] = AIF.blood(
-        np.maximum(phase_times_min(proto, n_ph), 0), proto.bolus_delay_min
-    )
-    conc[Tissue.BLOOD] = np.where(phase_times_min(proto, n_ph) < 0, 0.0, conc[Tissue.BLOOD])
+    # (AIF.blood is zero before arrival, so the pre-contrast phase gets none.)
+    conc[Tissue.BLOOD] = AIF.blood(phase_times_min(proto, n_ph), proto.bolus_delay_min)
     lut = np.zeros((n_ph + 1, 256), np.float32)
     for label in T.T1_MS:
         c = conc.get(label, np.zeros(n_ph + 1))
@@ -283,9 +282,8 @@ def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int
     return lut, conc
 
 
-def _synthesize(rng, cfg, proto, geom, anat: Anatomy, bpe, lesion_kin):
+def _synthesize(rng, cfg, proto, geom, anat: Anatomy, lut: np.ndarray):
     """uint16 images (phases, z, y, x) with texture, bias field, drift, noise and motion."""
-    lut, _ = _signal_lut(cfg, proto, anat, bpe, lesion_kin)
     texture = 1.0 + 0.04 * smooth_field(rng, geom, corr_mm=3.0, grid_mm=1.5)
     bias = np.exp(cfg.bias_field * smooth_field(rng, geom, corr_mm=90.0, grid_mm=10.0))
     weight = texture * bias  # multiplicative, shared by all phases
@@ -332,8 +330,9 @@ def _synthesize(rng, cfg, proto, geom, anat: Anatomy, bpe, lesion_kin):
     return images, sigma * gain, gain
 
 
-def _ground_truth(cfg, index, proto, geom, anat, bpe, lesion_kin, noise_sigma, gain) -> dict:
-    lut, conc = _signal_lut(cfg, proto, anat, bpe, lesion_kin)
+def _ground_truth(
+    cfg, index, proto, geom, anat, bpe, lesion_kin, lut, conc, noise_sigma, gain
+) -> dict:
     lesions = []
     for les, kin in zip(anat.lesions, lesion_kin, strict=True):
         s = lut[:, lesion_label(les.index)] * gain
