@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from dcesynth.cli import bench, dataset, demo, ingest, phantom, train
+from dcesynth.cli import bench, dataset, demo, evaluate, ingest, phantom, train, weights
 
 app = typer.Typer(
     name="dcectl",
@@ -21,6 +21,10 @@ app.command("phantom")(phantom.phantom)
 app.command("ingest")(ingest.ingest)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
+app.command("select")(evaluate.select)
+app.command("synthesize")(evaluate.synthesize)
+app.command("evaluate")(evaluate.evaluate)
+app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
 

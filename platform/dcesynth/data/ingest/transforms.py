@@ -133,6 +133,33 @@ class SquareResize:
             ] = r.numpy()
         return out
 
+    def invert(self, stack: np.ndarray) -> np.ndarray:
+        """``(n, c, size, size)`` float on [0, 255] → ``(n, c, ny, nx)`` uint8: crop the padding,
+        resize back (bilinear, antialiased when shrinking) — synthesis' way back to the volume."""
+        import torch
+        import torch.nn.functional as F
+
+        n, c = stack.shape[:2]
+        out = np.empty((n, c, self.ny, self.nx), np.uint8)
+        for i in range(0, n, 16):
+            t = torch.as_tensor(
+                np.ascontiguousarray(
+                    stack[
+                        i : i + 16,
+                        :,
+                        self.pad_y : self.pad_y + self.out_h,
+                        self.pad_x : self.pad_x + self.out_w,
+                    ]
+                ),
+                dtype=torch.float32,
+            )
+            if (self.out_h, self.out_w) != (self.ny, self.nx):
+                t = F.interpolate(
+                    t, size=(self.ny, self.nx), mode="bilinear", align_corners=False, antialias=True
+                )
+            out[i : i + 16] = t.round_().clamp_(0, 255).to(torch.uint8).numpy()
+        return out
+
     def box(self, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
         """Inclusive pixel box → the inclusive box that covers it after resizing."""
         return (

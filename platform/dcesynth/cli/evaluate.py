@@ -1,0 +1,110 @@
+"""`dcectl select RUN`, `dcectl synthesize RUN`, `dcectl evaluate RUN`: judging a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcesynth.cli.errors import user_errors
+
+Config = Annotated[Path | None, typer.Option("--config", help="EvalConfig YAML.")]
+Overrides = Annotated[
+    list[str] | None, typer.Argument(help="key=value, e.g. metrics=[mae,mse,ssim]")
+]
+Pairs = Annotated[int | None, typer.Option(help="At most this many slice pairs.")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+WeightsDir = Annotated[Path | None, typer.Option(help="Where pretrained weights live.")]
+Dataset = Annotated[Path | None, typer.Option(help="Prepared dataset, if it moved.")]
+NoWeights = Annotated[
+    bool,
+    typer.Option(
+        "--no-pretrained",
+        help="Leave out LPIPS and both FIDs (no pretrained weights here); reports say so.",
+    ),
+]
+
+
+def _config(config, overrides, pairs, device, weights_dir, no_pretrained):
+    from dcesynth.config import build_config, parse_overrides
+    from dcesynth.evaluation.config import NO_WEIGHTS, EvalConfig
+
+    flags = {
+        "pairs": pairs,
+        "device": device,
+        "weights_dir": str(weights_dir) if weights_dir else None,
+    }
+    base = dict(NO_WEIGHTS) if no_pretrained else {}
+    extra = parse_overrides(overrides or [])
+    return build_config(
+        EvalConfig, config, {**base, **extra, **{k: v for k, v in flags.items() if v is not None}}
+    )
+
+
+def select(
+    run: Annotated[Path, typer.Argument(help="Training run directory.")],
+    overrides: Overrides = None,
+    every: Annotated[int | None, typer.Option(help="Only epochs divisible by this.")] = None,
+    pairs: Pairs = None,
+    config: Config = None,
+    device: Device = None,
+    weights_dir: WeightsDir = None,
+    dataset: Dataset = None,
+    no_pretrained: NoWeights = False,
+) -> None:
+    """Score a run's checkpoints on the validation split; pick the lowest SAMe (Table 1)."""
+    from dcesynth.evaluation.select import select_checkpoint
+
+    with user_errors():
+        cfg = _config(config, overrides, pairs, device, weights_dir, no_pretrained)
+        res = select_checkpoint(run, cfg, every=every, dataset=dataset)
+    for e, s in res.same.items():
+        typer.echo(f"epoch {e:4d}  SAMe {s:.4f}{'  ← selected' if e == res.selected_epoch else ''}")
+    typer.echo(f"selected: {res.checkpoint}")
+    typer.echo("wrote: " + ", ".join(str(p) for p in res.files))
+
+
+def synthesize(
+    run: Annotated[Path, typer.Argument(help="Training run directory.")],
+    checkpoint: Annotated[str, typer.Option(help="best, last or an epoch.")] = "best",
+    split: Annotated[str, typer.Option(help="Which cases.")] = "test",
+    batch: Annotated[int, typer.Option(help="Slices per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dataset: Dataset = None,
+) -> None:
+    """Translate every slice of every case of a split into NIfTI volumes (+ subtractions)."""
+    from dcesynth.evaluation.config import EvalConfig
+    from dcesynth.evaluation.synthesize import synthesize as run_synthesis
+
+    with user_errors():
+        dev = EvalConfig(device=device).torch_device()
+        res = run_synthesis(run, checkpoint, split, dataset, dev, batch)
+    typer.echo(
+        f"{len(res.cases)} cases, {res.slices} slices (checkpoint epoch {res.epoch}) → {res.out}"
+    )
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Training run directory.")],
+    overrides: Overrides = None,
+    checkpoint: Annotated[str, typer.Option(help="best, last or an epoch.")] = "best",
+    split: Annotated[str, typer.Option(help="Held-out split.")] = "test",
+    pairs: Pairs = None,
+    config: Config = None,
+    device: Device = None,
+    weights_dir: WeightsDir = None,
+    dataset: Dataset = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Phantom ground_truth/ folder: curve-type truth.")
+    ] = None,
+    salt: Annotated[str, typer.Option(help="Pseudonym salt used by ingest.")] = "dcesynth",
+    no_pretrained: NoWeights = False,
+) -> None:
+    """Tables 2/4, montages and kinetics of a checkpoint on a split; one Markdown report."""
+    from dcesynth.evaluation.report import evaluate as run_evaluation
+
+    with user_errors():
+        cfg = _config(config, overrides, pairs, device, weights_dir, no_pretrained)
+        res = run_evaluation(run, cfg, checkpoint, split, dataset, truth, salt)
+    typer.echo(f"report: {res.report / 'report.md'}")

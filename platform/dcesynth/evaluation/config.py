@@ -1,0 +1,73 @@
+"""EvalConfig: which metrics, which networks, how many pairs — defaults follow the study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dcesynth.config import StrictModel
+from dcesynth.evaluation.same import DEFAULT_METRICS, KNOWN
+
+ALL_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "lpips", "fid_img", "fid_rad")
+NEEDS_WEIGHTS = ("lpips", "fid_img", "fid_rad")
+
+
+class EvalConfig(StrictModel):
+    metrics: tuple[str, ...] = Field(
+        ALL_METRICS, description="metrics to compute; lpips/fid_* need pretrained weights"
+    )
+    same_metrics: tuple[str, ...] = Field(DEFAULT_METRICS, description="metrics SAMe averages")
+    fid_img_network: str = "fid_inception"
+    fid_rad_network: str = Field(
+        "radimagenet_inceptionv3",
+        description="radimagenet_inceptionv3 (the study), radimagenet_resnet50, torchscript:PATH",
+    )
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    weights_dir: Path | None = Field(None, description="default ~/.cache/dcesynth/weights")
+    pairs: int = Field(5000, ge=2, description="at most this many slice pairs (seeded subset)")
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(16, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [m for m in v if m not in ALL_METRICS]:
+            raise ValueError(f"unknown metrics {unknown}; valid: {list(ALL_METRICS)}")
+        if not v:
+            raise ValueError("at least one metric")
+        return v
+
+    @model_validator(mode="after")
+    def _same_subset(self) -> EvalConfig:
+        if unknown := [m for m in self.same_metrics if m not in KNOWN]:
+            raise ValueError(f"same_metrics: unknown {unknown}; valid: {sorted(KNOWN)}")
+        if missing := [m for m in self.same_metrics if m not in self.metrics]:
+            raise ValueError(
+                f"same_metrics {missing} are not computed; add them to `metrics` "
+                f"or drop them from `same_metrics` (computed: {list(self.metrics)})"
+            )
+        return self
+
+    @property
+    def left_out(self) -> list[str]:
+        """Metrics of the study this configuration does not compute (reports say so)."""
+        return [m for m in ALL_METRICS if m not in self.metrics]
+
+    def torch_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("`device`: cuda asked for, but torch sees no GPU; use cpu or auto")
+        return self.device
+
+
+# Without pretrained weights (a fresh machine): everything that can be computed honestly.
+NO_WEIGHTS = {
+    "metrics": ("mae", "mse", "psnr", "ssim", "ms_ssim"),
+    "same_metrics": ("ssim", "mae", "mse"),
+}

@@ -1,0 +1,223 @@
+"""The evaluation report of a run on a held-out split: the study's Tables 2/4, Figures 5–8.
+
+``evaluate`` translates the split's slices with one checkpoint and writes into
+``<run>/report/``:
+
+* ``table2.csv`` / ``table2.md`` — per generated phase: synthetic vs real, the real pre vs real
+  post baseline, subtraction images (synthetic vs real, post − pre clipped at 0), and the same
+  restricted to the tumour box (lesion-level); FID rows carry the by-patient split FID of the
+  real images as their floor;
+* ``montage_phase<p>.png`` — one row per case: pre, real post, synthetic post, real and
+  synthetic subtraction, mask (central tumour slice);
+* ``kinetics_cohort.png`` (Figure 7), ``kinetics_cases.png`` (Figure 8), ``kinetics.json``;
+* ``report.md`` — all of it on one page; ``evaluation.json`` — every number.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcesynth.config import atomic_write_text
+from dcesynth.evaluation import kinetics as K
+from dcesynth.evaluation.config import EvalConfig
+from dcesynth.evaluation.metrics import subtraction
+from dcesynth.evaluation.runs import Run, generate
+from dcesynth.evaluation.scoring import Pairs, Scorer, read_pairs
+from dcesynth.evaluation.tables import LABEL, fmt, montage, write_table
+
+
+@dataclass
+class Evaluation:
+    report: Path
+    rows: list[dict]
+    kinetics: dict
+    files: list[Path]
+
+
+def _montage_rows(pairs: Pairs, real: np.ndarray, fake: np.ndarray, i: int) -> list[dict]:
+    rows = []
+    for cid in dict.fromkeys(pairs.case_id.tolist()):
+        idx = np.flatnonzero(pairs.case_id == cid)
+        tumour = [j for j in idx if pairs.box[j] is not None]
+        j = tumour[len(tumour) // 2] if tumour else idx[len(idx) // 2]
+        pre = pairs.pre[j].astype(np.float32)
+        rows.append(
+            {
+                "label": f"{cid} z{pairs.slice_index[j]}",
+                "pre": pre,
+                "real post": real[j, i],
+                "synthetic post": fake[j, i],
+                "real sub": subtraction(real[j, i], pre),
+                "synthetic sub": subtraction(fake[j, i], pre),
+                "mask": pairs.mask[j],
+            }
+        )
+    return rows
+
+
+def evaluate(
+    run_dir: Path,
+    cfg: EvalConfig,
+    checkpoint: str | int = "best",
+    split: str = "test",
+    dataset: Path | None = None,
+    truth: Path | None = None,
+    salt: str = "dcesynth",
+) -> Evaluation:
+    """Score a checkpoint on ``split`` and write the report.
+
+    Args:
+        run_dir: a training run.
+        cfg: metrics, networks, number of pairs, device.
+        checkpoint: ``best`` (from ``dcectl select``), ``last`` or an epoch.
+        split: the held-out split.
+        dataset: the prepared dataset, when it moved since training.
+        truth: a phantom's ``ground_truth/`` folder: adds curve-type agreement with the truth.
+        salt: the pseudonym salt ingest used (to find each case's truth record).
+    """
+    run = Run.open(run_dir)
+    epoch, ckpt = run.checkpoint(checkpoint)
+    scorer = Scorer(cfg)
+    ds = Path(dataset or run.cfg.dataset)
+    if truth is not None and not Path(truth).is_dir():
+        raise ValueError(f"--truth {truth}: not a folder (the phantom's ground_truth/)")
+    pairs = read_pairs(ds, split, cfg.pairs, cfg.seed)
+    idx = run.phase_index(pairs.phases)
+    real = pairs.post[:, idx]
+    G = run.generator(ckpt, scorer.device)
+    fake = generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size)
+    fake_u8 = np.clip(np.rint(fake), 0, 255).astype(np.uint8)  # what a saved image would hold
+    region = pairs.box_region()
+    tum = np.flatnonzero(region.reshape(len(region), -1).any(1))
+    rows = []
+    for i, p in enumerate(run.cfg.phases):
+        r, f = real[:, i], fake_u8[:, i]
+        rsub, fsub = subtraction(r, pairs.pre), subtraction(f, pairs.pre)
+        cases = pairs.case_id
+        rows += [
+            {
+                "phase": p,
+                "comparison": "synthetic vs real",
+                **scorer.score(r, f, real_key=(split, p), case_ids=cases),
+            },
+            {
+                "phase": p,
+                "comparison": "baseline: real pre vs real post",
+                **scorer.score(r, pairs.pre, real_key=(split, p)),
+            },
+            {
+                "phase": p,
+                "comparison": "subtraction: synthetic vs real",
+                **scorer.score(rsub, fsub, real_key=(split, "sub", p), case_ids=cases),
+            },
+        ]
+        if len(tum):
+            rows += [
+                {
+                    "phase": p,
+                    "comparison": "tumour box: synthetic vs real",
+                    **scorer.score(r[tum], f[tum], region[tum]),
+                },
+                {
+                    "phase": p,
+                    "comparison": "tumour box: baseline pre vs post",
+                    **scorer.score(r[tum], pairs.pre[tum], region[tum]),
+                },
+            ]
+    report = Path(run_dir) / "report"
+    metrics = [m for m in cfg.metrics] + [
+        m for m in ("fid_img_split", "fid_rad_split") if any(m in r for r in rows)
+    ]
+    title = (
+        f"Table 2 — {split} split, checkpoint epoch {epoch}, {len(pairs)} slices of "
+        f"{len(set(pairs.case_id.tolist()))} cases"
+        + (f"; not computed: {', '.join(cfg.left_out)}" if cfg.left_out else "")
+    )
+    files = list(write_table(rows, ["phase", "comparison"], metrics, report / "table2", title))
+    for i, p in enumerate(run.cfg.phases):
+        files.append(
+            montage(
+                _montage_rows(pairs, real, fake_u8, i),
+                ["pre", "real post", "synthetic post", "real sub", "synthetic sub", "mask"],
+                report / f"montage_phase{p}.png",
+                f"{split}: post phase {p}, checkpoint epoch {epoch}",
+            )
+        )
+    curves = K.box_curves(pairs, real, fake_u8)
+    kin: dict = {"cases": 0}
+    if curves:
+        types = K.curve_types(curves)
+        tr = K.truth_types(Path(truth), salt, list(curves), list(run.cfg.phases)) if truth else None
+        kin = K.summary(curves, types, tr)
+        kin["curves"] = {
+            c: {k: r[k].tolist() for k in ("real", "synthetic")} for c, r in curves.items()
+        }
+        files.append(K.cohort_figure(curves, list(run.cfg.phases), report / "kinetics_cohort.png"))
+        files.append(K.case_figure(curves, list(run.cfg.phases), report / "kinetics_cases.png"))
+        atomic_write_text(report / "kinetics.json", json.dumps(kin, indent=1))
+        files.append(report / "kinetics.json")
+    record = {
+        "run": str(Path(run_dir).resolve()),
+        "checkpoint_epoch": epoch,
+        "split": split,
+        "slices": len(pairs),
+        "not_computed": cfg.left_out,
+        "rows": rows,
+        "kinetics": {k: v for k, v in kin.items() if k != "curves"},
+        "config": cfg.model_dump(mode="json"),
+    }
+    atomic_write_text(report / "evaluation.json", json.dumps(record, indent=1, default=str))
+    files.append(report / "evaluation.json")
+    files.append(_markdown(report, run, epoch, split, rows, metrics, kin, cfg))
+    return Evaluation(report, rows, kin, files)
+
+
+def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
+    sel = report / "selection.json"
+    parts = [
+        f"# Evaluation of `{run.path.name}`\n",
+        f"Checkpoint: epoch {epoch}; split: {split}; phases {list(run.cfg.phases)}.",
+    ]
+    if cfg.left_out:
+        parts.append(
+            f"\n**Not computed** (configured without; their pretrained weights were not "
+            f"provided): {', '.join(cfg.left_out)}.\n"
+        )
+    if sel.is_file():
+        parts += [
+            "\n## Checkpoint selection (Table 1, Figure 4a)\n",
+            (report / "table1.md").read_text(),
+            "\n![SAMe](same_bars.png)\n",
+        ]
+    parts += ["\n## Synthetic vs real (Table 2)\n", (report / "table2.md").read_text()]
+    parts.append("\n## Montages (Figures 5/6)\n")
+    parts += [f"![phase {p}](montage_phase{p}.png)\n" for p in run.cfg.phases]
+    if kin.get("cases"):
+        parts += [
+            "\n## Kinetics in the tumour box (Figures 7 and 8)\n",
+            f"- cases: {kin['cases']}; synthetic curve keeps the real phase order in "
+            f"{fmt(100 * kin['order_kept_fraction'])} % of cases",
+        ]
+        if "type_agreement_real_vs_synthetic" in kin:
+            parts.append(
+                "- Kuhl curve type, synthetic = real: "
+                f"{fmt(100 * kin['type_agreement_real_vs_synthetic'])} %"
+            )
+        if "truth_cases" in kin:
+            parts.append(
+                f"- against the phantom's truth ({kin['truth_cases']} cases): real "
+                f"{fmt(100 * kin['type_agreement_real_vs_truth'])} %, synthetic "
+                f"{fmt(100 * kin['type_agreement_synthetic_vs_truth'])} %"
+            )
+        parts += ["\n![cohort](kinetics_cohort.png)\n", "![cases](kinetics_cases.png)\n"]
+    parts.append(
+        "\nMetrics: "
+        + ", ".join(LABEL.get(m, m) for m in metrics)
+        + " — mean ± std over slice pairs on the [0, 255] scale (see the README)."
+    )
+    atomic_write_text(report / "report.md", "\n".join(parts) + "\n")
+    return report / "report.md"

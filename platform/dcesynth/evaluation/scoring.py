@@ -1,0 +1,181 @@
+"""Score generated slices against real ones: the whole metric suite on one set of pairs.
+
+Used by checkpoint selection (validation split) and by the evaluation report (test split):
+``Scorer`` builds the pretrained networks once (failing up front when their weights are
+missing), caches the features of the real images, and returns every metric as mean ± std.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcesynth.evaluation.config import NEEDS_WEIGHTS, EvalConfig
+from dcesynth.evaluation.metrics import PAIRED, paired_metrics, summarise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pairs:
+    """Slices of one split: uint8 images at the model's size, and where they come from."""
+
+    pre: np.ndarray  # (N, S, S)
+    post: np.ndarray  # (N, P, S, S), P = the dataset's stored post phases
+    mask: np.ndarray  # (N, S, S)
+    box: list  # per slice: [y0, y1, x0, x1] inclusive, or None
+    case_id: np.ndarray  # (N,) object
+    slice_index: np.ndarray  # (N,)
+    phases: list[int]  # post phase numbers of ``post``'s channels
+
+    def __len__(self) -> int:
+        return len(self.pre)
+
+    def box_region(self) -> np.ndarray:
+        """(N, S, S) bool: the slice's tumour box (all False on slices without one)."""
+        r = np.zeros(self.pre.shape, bool)
+        for i, b in enumerate(self.box):
+            if b is not None:
+                r[i, b[0] : b[1] + 1, b[2] : b[3] + 1] = True
+        return r
+
+    def take(self, idx: np.ndarray) -> Pairs:
+        return Pairs(
+            self.pre[idx],
+            self.post[idx],
+            self.mask[idx],
+            [self.box[i] for i in idx],
+            self.case_id[idx],
+            self.slice_index[idx],
+            self.phases,
+        )
+
+
+def read_pairs(dataset: Path, split: str, limit: int | None = None, seed: int = 0) -> Pairs:
+    """A split's slices from the prepared dataset (no Ray needed), at most ``limit`` of them.
+
+    The subset is seeded and kept in (case, slice) order, so every checkpoint sees the same
+    pairs.
+
+    Raises:
+        ValueError: naming the split and the splits the dataset has.
+    """
+    import pyarrow.parquet as pq
+
+    from dcesynth.data.dataset import decode, load_manifest
+
+    manifest = load_manifest(dataset)
+    folder = Path(dataset) / "slices" / split
+    if split not in manifest["counts"]["slices"] or not folder.is_dir():
+        raise ValueError(
+            f"{dataset}: no split {split!r}; it has {sorted(manifest['counts']['slices'])}"
+        )
+    table = pq.read_table(folder)
+    n = table.num_rows
+    if n == 0:
+        raise ValueError(f"{dataset}: split {split!r} has no slices")
+    if limit is not None and n > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+        table = table.take(idx)
+    size = int(manifest["image_size"])
+    stored = list(manifest["phases"][1:])
+    b = decode(
+        table, {"pre": (size, size), "post": (len(stored), size, size), "mask": (size, size)}
+    )
+    return Pairs(
+        b["pre"].copy(),
+        b["post"].copy(),
+        b["mask"].copy(),
+        table.column("box").to_pylist(),
+        b["case_id"],
+        b["slice_index"],
+        stored,
+    )
+
+
+class Scorer:
+    """The metric suite of an :class:`EvalConfig`, networks built once.
+
+    Raises (at construction):
+        WeightsError: a configured metric's weights are missing or corrupt, with where to put
+            them and the hint to leave the metric out.
+    """
+
+    def __init__(self, cfg: EvalConfig) -> None:
+        from dcesynth import weights as W
+        from dcesynth.evaluation import features as Fe
+
+        self.cfg = cfg
+        self.device = cfg.torch_device()
+        self.nets: dict = {}
+        builders = {
+            "lpips": lambda: Fe.lpips_from_registry(cfg.lpips_net, cfg.weights_dir),
+            "fid_img": lambda: Fe.extractor(cfg.fid_img_network, cfg.weights_dir),
+            "fid_rad": lambda: Fe.extractor(cfg.fid_rad_network, cfg.weights_dir),
+        }
+        for m in NEEDS_WEIGHTS:
+            if m in cfg.metrics:
+                try:
+                    self.nets[m] = builders[m]().to(self.device)
+                except W.WeightsError as e:
+                    raise W.WeightsError(
+                        f"metric {m}: {e}; or leave {m} out of `metrics` (the results then "
+                        "say it was not computed)"
+                    ) from None
+        self._real_feats: dict[tuple, np.ndarray] = {}
+
+    def features(self, metric: str, images: np.ndarray, key: tuple | None = None) -> np.ndarray:
+        """Features for FID; ``key`` caches them (the real images do not change)."""
+        from dcesynth.evaluation.features import features
+
+        if key is not None and (metric, *key) in self._real_feats:
+            return self._real_feats[(metric, *key)]
+        f = features(self.nets[metric], images, self.cfg.batch_size)
+        if key is not None:
+            self._real_feats[(metric, *key)] = f
+        return f
+
+    def score(
+        self,
+        real: np.ndarray,
+        fake: np.ndarray,
+        region: np.ndarray | None = None,
+        real_key: tuple | None = None,
+        case_ids: np.ndarray | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Every configured metric of (N, S, S) real vs fake on [0, 255]: {metric: {mean, std, n}}.
+
+        Args:
+            real, fake: the images (uint8 or float; compared in floating point).
+            region: restrict paired metrics to these pixels (tumour box or mask); FID is then
+                not computed (it compares whole-image distributions).
+            real_key: cache key of ``real``'s features.
+            case_ids: with FID, also the by-patient split FID of ``real`` (``fid_*_split``).
+        """
+        from dcesynth.evaluation.features import lpips_distance
+        from dcesynth.evaluation.fid import by_patient_split_fid, fid
+
+        names = tuple(m for m in PAIRED if m in self.cfg.metrics)
+        vals = paired_metrics(real, fake, region, names=names, device=self.device)
+        if "lpips" in self.nets:
+            vals["lpips"] = lpips_distance(self.nets["lpips"], real, fake, region)
+        out = summarise(vals)
+        if region is None:
+            for m in ("fid_img", "fid_rad"):
+                if m not in self.nets:
+                    continue
+                fr = self.features(m, real, real_key)
+                ff = self.features(m, np.asarray(fake))
+                out[m] = {"mean": fid(fr, ff), "std": float("nan"), "n": len(real)}
+                if case_ids is not None and len(set(case_ids.tolist())) >= 2:
+                    split = by_patient_split_fid(fr, case_ids, self.cfg.seed)
+                    out[f"{m}_split"] = {"mean": split, "std": float("nan"), "n": len(real)}
+        return out
+
+
+def flat(summary: dict[str, dict[str, float]]) -> dict[str, float]:
+    """{metric: mean} of a summary."""
+    return {k: v["mean"] for k, v in summary.items()}

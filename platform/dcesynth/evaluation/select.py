@@ -1,0 +1,134 @@
+"""Checkpoint selection with SAMe: evaluate a run's checkpoints on the validation split.
+
+Writes into ``<run>/report/``: ``table1.csv`` / ``table1.md`` (the study's Table 1: raw metrics
+per checkpoint, the real-pre-vs-real-post baseline row, SAMe), ``same_bars.png`` (Figure 4a)
+and ``selection.json`` (the selected epoch — what ``--checkpoint best`` means afterwards).
+
+A run generating several phases is scored on the pairs of all its phases pooled (N slices ×
+P phases); the evaluation report breaks the numbers down per phase.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcesynth.config import atomic_write_text
+from dcesynth.evaluation import same as S
+from dcesynth.evaluation.config import EvalConfig
+from dcesynth.evaluation.runs import SELECTION, Run, generate
+from dcesynth.evaluation.scoring import Scorer, flat, read_pairs
+from dcesynth.evaluation.tables import same_bar_chart, write_table
+from dcesynth.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Selection:
+    selected_epoch: int
+    checkpoint: Path
+    same: dict[int, float]
+    rows: list[dict]
+    files: list[Path]
+
+
+def _pooled(a: np.ndarray) -> np.ndarray:
+    """(N, P, S, S) → (N·P, S, S), phase-major so each phase's slices stay together."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:]))
+
+
+def select_checkpoint(
+    run_dir: Path,
+    cfg: EvalConfig,
+    every: int | None = None,
+    dataset: Path | None = None,
+    progress: bool | None = None,
+) -> Selection:
+    """Score every kept checkpoint (or every ``every``-th epoch and the last) and pick by SAMe.
+
+    Args:
+        run_dir: a training run.
+        cfg: metrics, networks and the number of validation pairs.
+        every: only epochs divisible by this (the last checkpoint is always included).
+        dataset: the prepared dataset, when it moved since training (default: the run's).
+        progress: show a progress bar (default: in a terminal).
+
+    Raises:
+        ConfigError / WeightsError / ValueError: before any checkpoint is scored.
+    """
+    run = Run.open(run_dir)
+    ckpts = run.checkpoints()
+    if not ckpts:
+        raise ValueError(f"{run_dir}: the run has no checkpoints to select from")
+    if every is not None:
+        if every < 1:
+            raise ValueError(f"--every must be ≥ 1, got {every}")
+        last = max(ckpts)
+        ckpts = {e: p for e, p in ckpts.items() if e % every == 0 or e == last}
+    scorer = Scorer(cfg)  # fails here, before any work, when weights are missing
+    pairs = read_pairs(dataset or run.cfg.dataset, "val", cfg.pairs, cfg.seed)
+    idx = run.phase_index(pairs.phases)
+    real = _pooled(pairs.post[:, idx])
+    pre = np.concatenate([pairs.pre] * len(idx))
+    cases = np.concatenate([pairs.case_id] * len(idx))
+    log.info("scoring %d checkpoints on %d validation pairs", len(ckpts), len(real))
+    baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases)
+    scored: dict[int, dict] = {}
+    with progress_bar(len(ckpts), "checkpoints", progress) as advance:
+        for epoch, path in ckpts.items():
+            G = run.generator(path, scorer.device)
+            fake = _pooled(generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size))
+            scored[epoch] = scorer.score(real, fake, real_key=("val",))
+            del G
+            advance()
+    table = {str(e): flat(s) for e, s in scored.items()}
+    same = S.population_same(table, cfg.same_metrics)
+    scaled = S.scaled(table, cfg.same_metrics)
+    chosen = int(S.select(same))
+    metrics = [m for m in cfg.metrics if m in baseline] + [
+        k for k in ("fid_img_split", "fid_rad_split") if k in baseline
+    ]
+    rows = [{"checkpoint": "real pre vs real post", "epoch": "", **baseline, "same": None}]
+    for e, s in scored.items():
+        rows.append(
+            {
+                "checkpoint": f"epoch {e}" + (" (selected)" if e == chosen else ""),
+                "epoch": e,
+                **s,
+                "same": same[str(e)],
+            }
+        )
+    report = Path(run_dir) / "report"
+    left = cfg.left_out
+    title = (
+        f"Table 1 — validation split, {len(real)} pairs; SAMe over {', '.join(cfg.same_metrics)}"
+        + (f"; not computed: {', '.join(left)}" if left else "")
+    )
+    files = list(write_table(rows, ["checkpoint"], [*metrics, "same"], report / "table1", title))
+    files.append(
+        same_bar_chart(
+            {f"{k}": v for k, v in scaled.items()},
+            same,
+            str(chosen),
+            report / "same_bars.png",
+        )
+    )
+    record = {
+        "selected_epoch": chosen,
+        "checkpoint": str(ckpts[chosen]),
+        "same": {str(k): v for k, v in same.items()},
+        "same_metrics": list(cfg.same_metrics),
+        "not_computed": left,
+        "pairs": len(real),
+        "baseline": flat(baseline),
+        "metrics": table,
+        "config": cfg.model_dump(mode="json"),
+    }
+    atomic_write_text(Path(run_dir) / SELECTION, json.dumps(record, indent=1, default=str))
+    files.append(Path(run_dir) / SELECTION)
+    return Selection(chosen, ckpts[chosen], {int(k): v for k, v in same.items()}, rows, files)
