@@ -32,6 +32,7 @@ separately over a whole batch. It is the reference in the tests and in ``dcectl 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -106,15 +107,30 @@ def gaussian_window(size: int = WINDOW, sigma: float = SIGMA, device=None) -> to
     return g / g.sum()
 
 
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filter of (N, C, H, W)."""
-    c = x.shape[1]
-    k = g.to(x.dtype)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+@functools.lru_cache(maxsize=16)
+def _band(n: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n − 10) matrix B with B[i + k, i] = g[k]: ``x @ B`` is the 'valid' 1-D filter."""
+    g = gaussian_window(device=device).to(dtype)
+    m = n - len(g) + 1
+    band = torch.zeros(n, m, dtype=dtype, device=device)
+    cols = torch.arange(m, device=device)
+    for k in range(len(g)):
+        band[cols + k, cols] = g[k]
+    return band
 
 
-def _ssim_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float, g: torch.Tensor):
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' Gaussian filter of (..., H, W) as two banded matrix products.
+
+    Measured on CPU at 512²: 2× faster than a depthwise ``conv2d`` (BLAS beats oneDNN's
+    depthwise 1 × 11 kernels); the same numbers to float32 rounding.
+    """
+    h, w = x.shape[-2:]
+    dev = str(x.device)
+    return _band(h, dev, x.dtype).T @ (x @ _band(w, dev, x.dtype))
+
+
+def _ssim_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float):
     """SSIM and contrast-structure maps ('valid' region) of (N, 1, H, W) images.
 
     Moments are taken of mean-centred images: SSIM's variances are differences of large
@@ -124,7 +140,7 @@ def _ssim_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float, g: torch.
     cx = x.mean(dim=(2, 3), keepdim=True)
     cy = y.mean(dim=(2, 3), keepdim=True)
     xc, yc = x - cx, y - cy
-    m = _blur(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], 1), g)
+    m = _blur(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], 1))
     mx, my = m[:, 0:1], m[:, 1:2]
     vx = m[:, 2:3] - mx * mx
     vy = m[:, 3:4] - my * my
@@ -141,7 +157,7 @@ def ssim(real, fake, region=None, data_range: float = 255.0, device=None) -> tor
     _check_pair(x, y)
     if min(x.shape[-2:]) < WINDOW:
         raise ValueError(f"SSIM needs images of at least {WINDOW} px, got {tuple(x.shape[-2:])}")
-    s, _ = _ssim_cs_maps(x[:, None], y[:, None], data_range, gaussian_window(device=x.device))
+    s, _ = _ssim_cs_maps(x[:, None], y[:, None], data_range)
     r = _region(region, x)
     h = (WINDOW - 1) // 2
     return _region_mean(s[:, 0], None if r is None else r[:, h:-h, h:-h])
@@ -165,11 +181,10 @@ def ms_ssim(real, fake, data_range: float = 255.0, device=None) -> torch.Tensor:
     w = torch.tensor(MS_SSIM_WEIGHTS[:m], dtype=torch.float64, device=x.device)
     if m < len(MS_SSIM_WEIGHTS):  # the published five weights sum to 1.0001: keep them as is
         w = w / w.sum()
-    g = gaussian_window(device=x.device)
     x, y = x[:, None], y[:, None]
     terms = []
     for j in range(m):
-        s, cs = _ssim_cs_maps(x, y, data_range, g)
+        s, cs = _ssim_cs_maps(x, y, data_range)
         last = j == m - 1
         terms.append(torch.relu((s if last else cs).flatten(1).mean(1)).double())
         if not last:
