@@ -42,6 +42,11 @@ class EvalConfig(StrictModel):
 
     @model_validator(mode="after")
     def _same_subset(self) -> EvalConfig:
+        if not self.same_metrics:
+            raise ValueError("same_metrics: at least one metric")
+        for name, v in (("metrics", self.metrics), ("same_metrics", self.same_metrics)):
+            if len(set(v)) != len(v):  # a repeat would silently weigh a metric twice
+                raise ValueError(f"{name}: repeated entries in {list(v)}")
         if unknown := [m for m in self.same_metrics if m not in KNOWN]:
             raise ValueError(f"same_metrics: unknown {unknown}; valid: {sorted(KNOWN)}")
         if missing := [m for m in self.same_metrics if m not in self.metrics]:
