@@ -131,7 +131,14 @@ def sha256_of(path: Path) -> str:
 
 def _recorded(weights_dir: Path) -> dict[str, str]:
     path = weights_dir / RECORDED
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise WeightsError(
+            f"{path}: unreadable ({e}); delete it and `dcectl weights add` again"
+        ) from None
 
 
 def expected_sha256(s: WeightsSpec, weights_dir: Path | None = None) -> str | None:

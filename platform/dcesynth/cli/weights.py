@@ -27,7 +27,9 @@ def status(weights_dir: WeightsDir = None) -> None:
     table = Table(title=f"weights in {weights_dir or W.DEFAULT_WEIGHTS_DIR}")
     for col in ("name", "state", "used by", "file", "source"):
         table.add_column(col, overflow="fold")
-    for r in W.status(weights_dir):
+    with user_errors():
+        rows = W.status(weights_dir)
+    for r in rows:
         color = "green" if r["state"].startswith("ok") else "red"
         table.add_row(r["name"], f"[{color}]{r['state']}[/]", r["used_by"], r["file"], r["source"])
     Console(width=200).print(table)

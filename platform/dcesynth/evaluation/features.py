@@ -104,7 +104,8 @@ def fid_inception(state_dict: dict | None) -> nn.Module:
             num_classes=1008, aux_logits=False, weights=None
         ).state_dict()
     with mock.patch.object(pfi, "load_state_dict_from_url", lambda *a, **k: state_dict):
-        net = pfi.InceptionV3([3], resize_input=False, normalize_input=False)
+        # our FeatureExtractor resizes to 299 (bilinear, as pytorch-fid); [0, 1] → [−1, 1] here
+        net = pfi.InceptionV3([3], resize_input=False, normalize_input=True)
     return net.eval()
 
 
