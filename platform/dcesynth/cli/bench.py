@@ -178,7 +178,7 @@ def bench_ingest(
 def bench_metrics(
     pairs: Annotated[int, typer.Option(help="Image pairs.")] = 32,
     size: Annotated[int, typer.Option(help="Image side (the study: 512).")] = 512,
-    batch: Annotated[int, typer.Option(help="Pairs per batch (ours).")] = 16,
+    batch: Annotated[int, typer.Option(help="Pairs per batch (ours).")] = 4,
     device: Annotated[str, typer.Option(help="cpu or cuda (ours).")] = "cpu",
 ) -> None:
     """Pairs/s of the batched paired metrics vs scikit-image/torchmetrics one pair at a time."""

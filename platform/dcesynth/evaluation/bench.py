@@ -3,7 +3,10 @@
 Both sides compute the same values on the same 512² pairs in one process, side by side:
 ours batched in torch; scikit-image (MSE, PSNR, SSIM), numpy (MAE), pytorch-msssim (MS-SSIM)
 and torchmetrics (SSIM) one pair at a time, as an evaluation script would call them. The
-largest difference between the two sides' values is printed next to each ratio.
+largest difference between the two sides' values is printed next to each ratio. torchmetrics'
+SSIM differs by up to ~7e-3 by design: it averages the SSIM map over the whole image, border
+pixels from a reflect-padded input included, where scikit-image and we use only the pixels
+where the window fits.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def reference_fns(real: np.ndarray, fake: np.ndarray) -> dict[str, Callable[[], 
 
 
 def bench_metrics(
-    n: int = 32, size: int = 512, batch: int = 16, device: str = "cpu", repeat: int = 2
+    n: int = 32, size: int = 512, batch: int = 4, device: str = "cpu", repeat: int = 2
 ) -> list[dict]:
     """Rows: metric, ours pairs/s, reference pairs/s, ratio, max |difference|."""
     from dcesynth.evaluation.metrics import paired_metrics
