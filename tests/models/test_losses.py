@@ -84,7 +84,7 @@ def test_weights_resolve_verifies_checksum(tmp_path: Path) -> None:
     reference = vgg19(weights=None)  # stands in for the ImageNet file, which cannot be fetched
     path = tmp_path / "vgg19-test.pth"
     torch.save(reference.state_dict(), path)
-    spec = WeightsSpec("vgg19_test", path.name, sha256_of(path)[:8], "made by this test")
+    spec = WeightsSpec("vgg19_test", path.name, sha256_of(path)[:8], "made by this test", "a test")
     assert resolve(spec, tmp_path) == path
     loaded = vgg19_features(resolve(spec, tmp_path))
     torch.testing.assert_close(loaded.slices[0][0].weight, reference.features[0].weight)
