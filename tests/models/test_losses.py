@@ -89,7 +89,7 @@ def test_weights_resolve_verifies_checksum(tmp_path: Path) -> None:
     loaded = vgg19_features(resolve(spec, tmp_path))
     torch.testing.assert_close(loaded.slices[0][0].weight, reference.features[0].weight)
     torch.testing.assert_close(loaded.slices[4][-2].weight, reference.features[28].weight)
-    bad = WeightsSpec("vgg19_test", path.name, "00000000", "made by this test")
+    bad = WeightsSpec("vgg19_test", path.name, "00000000", "made by this test", "a test")
     with pytest.raises(WeightsError, match="corrupt or another release"):
         resolve(bad, tmp_path)
     with pytest.raises(WeightsError, match=f"put {VGG19_IMAGENET.filename} in {tmp_path / 'none'}"):
