@@ -9,7 +9,17 @@ import logging
 
 import typer
 
-from dcesynth.cli import bench, dataset, demo, evaluate, ingest, phantom, train, weights
+from dcesynth.cli import (
+    bench,
+    dataset,
+    demo,
+    evaluate,
+    ingest,
+    phantom,
+    sweep,
+    train,
+    weights,
+)
 
 app = typer.Typer(
     name="dcectl",
@@ -21,6 +31,7 @@ app.command("phantom")(phantom.phantom)
 app.command("ingest")(ingest.ingest)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
+app.command("sweep")(sweep.sweep)
 app.command("select")(evaluate.select)
 app.command("synthesize")(evaluate.synthesize)
 app.command("evaluate")(evaluate.evaluate)

@@ -113,6 +113,9 @@ def train_loop_per_worker(config: dict) -> None:
         _truncate_metrics(run_dir / "metrics.jsonl", start)
     val = config["val"]  # a fixed validation subset (uint8), the same every epoch
     fault = config.get("fault") or {}
+    # metrics_hook(metrics, val) → extra metrics, run on rank 0 after validation. Callers above
+    # training (sweeps) hand in their objective this way; training never imports them.
+    hook = config.get("metrics_hook")
 
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start, cfg.epochs):
@@ -164,6 +167,8 @@ def train_loop_per_worker(config: dict) -> None:
                 dist.all_reduce(bad)  # every worker stops together, or DDP would hang
             if bad.item():
                 stop = {"epoch": epoch + 1, "nan_step": step, "stopped": "nan"}
+                if hook is not None and rank == 0:
+                    stop.update(hook(stop, val))  # a sweep needs its objective in every report
                 if rank == 0:
                     with (run_dir / "metrics.jsonl").open("a") as f:
                         f.write(json.dumps(stop) + "\n")
@@ -183,7 +188,11 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             metrics.update(validation_metrics(_unwrap(G), val, cfg, device))
             metrics["perceptual_network"] = cfg.loss.perceptual_network
+            if hook is not None:  # e.g. a sweep's objective, computed from the metrics above
+                metrics.update(hook(metrics, val))
         _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
+        if fault.get("always_crash") == epoch + 1:  # fault injection (tests): fails every time
+            raise RuntimeError(f"injected persistent failure after epoch {epoch + 1}")
         if fault.get("crash_at_epoch") == epoch + 1 and not Path(fault["marker"]).exists():
             Path(fault["marker"]).touch()  # fault injection (tests): a worker dies once
             raise RuntimeError(f"injected failure after epoch {epoch + 1}")

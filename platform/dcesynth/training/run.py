@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def _val_subset(cfg: TrainConfig, manifest: dict) -> dict:
 
 
 def train(
-    cfg: TrainConfig, resume: bool = False, address: str | None = None, fault: dict | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    address: str | None = None,
+    fault: dict | None = None,
+    metrics_hook: Callable[[dict, dict], dict] | None = None,
+    report_to_tune: bool = False,
 ) -> TrainResult:
     """Train (or resume) ``cfg.runs_dir / cfg.name`` with ``cfg.workers`` Ray Train workers.
 
@@ -105,7 +111,11 @@ def train(
         cfg: the run's config (on resume: the saved one, see ``load_run_config``).
         resume: continue from the latest checkpoint of an existing run.
         address: a Ray cluster to join (default: the running or a new local instance).
-        fault: fault injection for tests (``crash_at_epoch`` + ``marker``, ``nan_at``).
+        fault: fault injection for tests (``crash_at_epoch`` + ``marker``, ``nan_at``;
+            ``always_crash``: every attempt fails).
+        metrics_hook: ``hook(metrics, val) → dict`` merged into each epoch's metrics on rank 0
+            (must pickle: it travels to the workers).
+        report_to_tune: inside a Ray Tune trial, forward every report (and checkpoint) to Tune.
 
     Raises:
         ConfigError: before Ray starts, for any unusable input.
@@ -114,6 +124,7 @@ def train(
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     from dcesynth.data.dataset import read_split
     from dcesynth.training.loop import train_loop_per_worker
@@ -144,6 +155,7 @@ def train(
             "val": _val_subset(cfg, manifest),
             "vgg_weights": vgg,
             "fault": fault,
+            "metrics_hook": metrics_hook,
             # Train V2 resumes through the loop's config (resume_from_checkpoint is
             # deprecated); Ray's own get_checkpoint() wins after a worker retry
             "resume_dir": str(latest) if latest else None,
@@ -154,6 +166,7 @@ def train(
             storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
+            callbacks=[TuneReportCallback()] if report_to_tune else None,
         ),
         # rotation happens in the loop (seeded per epoch); uint8 crosses the object store
         datasets={

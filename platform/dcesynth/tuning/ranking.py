@@ -1,0 +1,173 @@
+"""After the search: score every kept checkpoint of every trial on the validation split and rank
+them by the study's population SAMe (the set is now known).
+
+Trials that generate different phases are compared on the phases they all generate (phase 1
+when single- and joint-phase trials are mixed), so that one table ranks like with like.
+
+Writes into the sweep folder: ``sweep_results.csv`` (a row per trial: status, parameters,
+last anchored SAMe, its best checkpoint and that checkpoint's population SAMe, error),
+``table1.{csv,md}`` (the top checkpoints, Table 1 style, with the real-pre-vs-real-post
+baseline), ``best_config.yaml`` (the best trial's training config, ready for ``dcectl train``),
+``sweep_params.png`` (each parameter vs population SAMe) and ``selection.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dcesynth.config import atomic_write_text, to_yaml
+from dcesynth.tuning.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def _status(trial: dict, epochs: int) -> str:
+    if trial["error"]:
+        return "failed"
+    return "completed" if trial["epochs"] >= epochs else "stopped early"
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v) if isinstance(v, list) else str(v)
+
+
+def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
+    """Score, rank and write the sweep's results (see the module docstring)."""
+    from dcesynth.evaluation import same as S
+    from dcesynth.evaluation.runs import Run, generate
+    from dcesynth.evaluation.scoring import Scorer, flat, read_pairs
+    from dcesynth.evaluation.tables import write_table
+
+    cfg = space.evaluation
+    runs = {}
+    for t in trials:
+        rd = sweep_dir / "runs" / t["trial"]
+        if (rd / "config.yaml").is_file():
+            run = Run.open(rd)
+            if run.checkpoints():
+                runs[t["trial"]] = run
+    table: dict[str, dict] = {}
+    raw: dict[str, dict] = {}
+    baseline: dict = {}
+    phases: list[int] = []
+    if runs:
+        phases = sorted(set.intersection(*(set(r.cfg.phases) for r in runs.values())))
+        if not phases:
+            raise ValueError("the trials share no generated phase; nothing to rank them on")
+        scorer = Scorer(cfg)
+        pairs = read_pairs(space.base.dataset, "val", cfg.pairs, cfg.seed)
+        stored = pairs.phases
+        real = np.concatenate([pairs.post[:, stored.index(p)] for p in phases])
+        pre = np.concatenate([pairs.pre] * len(phases))
+        baseline = scorer.score(real, pre, real_key=("val",))
+        for name, run in runs.items():
+            for epoch, ck in run.checkpoints().items():
+                G = run.generator(ck, scorer.device)
+                out = generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size)
+                fake = np.concatenate([out[:, run.cfg.phases.index(p)] for p in phases])
+                key = f"{name}/epoch {epoch}"
+                raw[key] = scorer.score(real, fake, real_key=("val",))
+                table[key] = flat(raw[key])
+    same = S.population_same(table, cfg.same_metrics) if table else {}
+    best = S.select(same) if same else None
+    rows = []
+    for t in trials:
+        mine = {k: v for k, v in same.items() if k.startswith(f"{t['trial']}/")}
+        own = S.select(mine) if mine and any(math.isfinite(v) for v in mine.values()) else None
+        rows.append(
+            {
+                "trial": t["trial"],
+                "status": _status(t, space.base.epochs),
+                "epochs": t["epochs"],
+                **{k: _short(v) for k, v in t["params"].items()},
+                "anchored_same_last": t["anchored_same"],
+                "best_checkpoint": own.split("/")[1] if own else "",
+                "population_same": mine.get(own, math.nan) if own else math.nan,
+                "error": (t["error"] or "").splitlines()[0][:300] if t["error"] else "",
+            }
+        )
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write_text(sweep_dir / "sweep_results.csv", buf.getvalue())
+    files = [sweep_dir / "sweep_results.csv"]
+    if best is not None:
+        top = sorted(same, key=lambda k: (not math.isfinite(same[k]), same[k]))[: space.top_k]
+        metrics = [m for m in cfg.metrics if m in baseline]
+        t_rows = [{"checkpoint": "real pre vs real post", **baseline, "same": None}]
+        t_rows += [{"checkpoint": k, **raw[k], "same": same[k]} for k in top]
+        title = (
+            f"Top {len(top)} of {len(same)} checkpoints of {len(runs)} trials, validation split, "
+            f"phases {phases}; SAMe over {', '.join(cfg.same_metrics)}"
+            + (f"; not computed: {', '.join(cfg.left_out)}" if cfg.left_out else "")
+        )
+        files += write_table(
+            t_rows, ["checkpoint"], [*metrics, "same"], sweep_dir / "table1", title
+        )
+        trial, ep = best.split("/")
+        best_cfg = runs[trial].cfg.model_copy(
+            update={"name": f"{space.name}_best", "runs_dir": space.base.runs_dir}
+        )
+        atomic_write_text(
+            sweep_dir / "best_config.yaml",
+            f"# best of sweep {space.name}: {trial} ({ep}), population SAMe {same[best]:.4f}\n"
+            + to_yaml(best_cfg),
+        )
+        files.append(sweep_dir / "best_config.yaml")
+        files.append(_plot(space, rows, sweep_dir / "sweep_params.png"))
+    record = {
+        "best": best,
+        "checkpoint": str(_checkpoint(runs, best)) if best else None,
+        "phases": phases,
+        "same": same,
+        "baseline": flat(baseline) if baseline else {},
+        "not_computed": cfg.left_out,
+        "trials": rows,
+    }
+    atomic_write_text(sweep_dir / "selection.json", json.dumps(record, indent=1, default=str))
+    return record
+
+
+def _checkpoint(runs: dict, key: str) -> Path:
+    """'trial_003/epoch 2' → that trial's checkpoint directory."""
+    trial, ep = key.split("/")
+    return runs[trial].checkpoints()[int(ep.split()[1])]
+
+
+def _plot(space: SearchSpace, rows: list[dict], path: Path) -> Path:
+    """Each searched parameter vs the trial's best population SAMe (failed trials left out)."""
+    from dcesynth.evaluation.tables import plt, save_figure
+
+    keys = list(space.parameters)
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False, constrained_layout=True
+    )
+    ok = [r for r in rows if math.isfinite(r["population_same"])]
+    for ax, k in zip(axes[0], keys, strict=True):
+        p = space.parameters[k]
+        ys = [r["population_same"] for r in ok]
+        if p.distribution in ("choice", "grid"):
+            labels = [_short(v) for v in p.values]
+            xs = [labels.index(r[k]) for r in ok]
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        else:
+            xs = [float(r[k]) for r in ok]
+            if p.distribution == "loguniform":
+                ax.set_xscale("log")
+        colors = ["tab:orange" if r["status"] == "stopped early" else "tab:blue" for r in ok]
+        ax.scatter(xs, ys, c=colors)
+        ax.set_xlabel(k)
+    axes[0][0].set_ylabel("population SAMe (lower is better)")
+    fig.suptitle(f"{space.name}: blue completed, orange stopped early by ASHA", fontsize=9)
+    return save_figure(fig, path)

@@ -1,0 +1,258 @@
+"""Run a sweep: Ray Tune (Optuna TPE / random / grid, ASHA) over trials that each train with a
+``TorchTrainer`` — the Ray Train V2 pattern, where Tune drives a function that builds and fits
+a trainer.
+
+Sweep folder ``<storage_path>/<name>/``: ``space.yaml`` (the resolved search space), Tune's
+experiment state and per-trial folders (``trial_000``…), ``runs/<trial>/`` (each trial's
+training run: config, checkpoints, metrics.jsonl), and after the search the ranking written by
+:mod:`dcesynth.tuning.ranking`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcesynth.config import ConfigError, atomic_write_text, to_yaml
+from dcesynth.tuning.space import SearchSpace
+
+log = logging.getLogger(__name__)
+OBJECTIVE = "anchored_same"
+
+
+class AnchoredSameHook:
+    """The trial objective, computed on rank 0 after each epoch's validation.
+
+    The baseline (real pre vs real post) is taken once from the same validation slices the
+    metrics use, with the evaluation suite's definitions; a stopped (NaN) epoch scores +inf so
+    that the scheduler, which needs the metric in every report, ranks it last.
+    """
+
+    def __init__(self, metrics: tuple[str, ...]) -> None:
+        self.metrics = tuple(metrics)
+        self.baseline: dict[str, float] | None = None
+
+    def __call__(self, reported: dict, val: dict) -> dict:
+        import numpy as np
+
+        from dcesynth.evaluation.metrics import paired_metrics
+        from dcesynth.evaluation.same import anchored_same
+
+        if self.baseline is None:
+            post = val["post"]  # (n, P, S, S): the run's phases, pooled as in val_* metrics
+            real = post.transpose(1, 0, 2, 3).reshape(-1, *post.shape[2:])
+            pre = np.concatenate([val["pre"]] * post.shape[1])
+            base = paired_metrics(real, pre, names=self.metrics)
+            self.baseline = {k: float(v.mean()) for k, v in base.items()}
+        values = {k: reported.get(f"val_{k}", math.nan) for k in self.metrics}
+        ok = all(math.isfinite(v) for v in values.values())
+        score = anchored_same(values, self.baseline, self.metrics) if ok else math.inf
+        return {OBJECTIVE: score, **{f"baseline_{k}": v for k, v in self.baseline.items()}}
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    trials: list[dict]
+
+
+def _decode(space: SearchSpace, config: dict) -> dict[str, Any]:
+    """Tune's sample → parameter values (choices are sampled as indices: lists stay possible)."""
+    out = {}
+    for key, p in space.parameters.items():
+        v = config[key]
+        out[key] = p.values[v] if p.distribution in ("choice", "grid") else v
+    return out
+
+
+def _param_space(space: SearchSpace) -> dict:
+    from ray import tune
+
+    out = {}
+    for key, p in space.parameters.items():
+        if p.distribution == "uniform":
+            out[key] = tune.uniform(p.low, p.high)
+        elif p.distribution == "loguniform":
+            out[key] = tune.loguniform(p.low, p.high)
+        elif p.distribution == "choice":
+            out[key] = tune.choice(list(range(len(p.values))))
+        else:
+            out[key] = tune.grid_search(list(range(len(p.values))))
+    return out
+
+
+def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None = None) -> None:
+    """One trial (runs in a Tune actor): the base config + this trial's values → ``train``.
+
+    A retried or resumed trial continues from its own latest checkpoint.
+    """
+    from ray import tune
+
+    from dcesynth.training.run import train
+
+    space = SearchSpace.model_validate(space_json)
+    name = tune.get_context().get_trial_name()
+    params = _decode(space, config)
+    runs = Path(sweep_dir) / "runs"
+    cfg = space.trial_config(params, name, runs)
+    run_dir = runs / name
+    resume = any((run_dir / "checkpoints").glob("epoch_*/state.pt"))
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)  # died before its first checkpoint: start clean
+    runs.mkdir(parents=True, exist_ok=True)
+    with (runs / f"{name}.starts.jsonl").open("a") as f:  # every (re)start of the trial
+        f.write(json.dumps({"params": params, "resume": resume}) + "\n")
+    trial_fault = (fault or {}).get(name)
+    train(
+        cfg,
+        resume=resume,
+        fault=trial_fault,
+        metrics_hook=AnchoredSameHook(space.objective.metrics),
+        report_to_tune=True,
+    )
+
+
+def _trial_name(trial) -> str:
+    """Tune's trial id, unique and kept across restores: runs resume under the same name."""
+    return f"trial_{trial.trial_id}"
+
+
+def _searcher(space: SearchSpace):
+    if space.searcher.type != "optuna":
+        return None  # Tune's BasicVariantGenerator: random samples and grid points
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=space.searcher.seed)
+    return OptunaSearch(sampler=sampler, metric=OBJECTIVE, mode="min")
+
+
+def _scheduler(space: SearchSpace):
+    if space.scheduler.type == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # time in epochs (reported), not Tune iterations: a resumed trial continues its epochs
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=space.base.epochs,
+        grace_period=min(space.scheduler.grace_period, space.base.epochs),
+        reduction_factor=space.scheduler.reduction_factor,
+    )
+
+
+def _ensure_ray(space: SearchSpace, address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+        return
+    # local: logical CPUs for each concurrent trial's driver and workers, plus Ray Data's tasks
+    need = space.max_concurrent_trials * (space.base.workers + 1)
+    ray.init(num_cpus=max(os.cpu_count() or 1, need) + 2)
+
+
+def check_cluster(space: SearchSpace) -> None:
+    """What only the cluster can say: enough GPUs for one trial."""
+    import ray
+
+    if space.base.use_gpu:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus < space.base.workers:
+            raise ConfigError(
+                f"`base.workers`: a trial needs {space.base.workers} GPUs (use_gpu: true), "
+                f"the cluster has {gpus}"
+            )
+
+
+def sweep(
+    space: SearchSpace,
+    resume: bool = False,
+    address: str | None = None,
+    fault: dict | None = None,
+    verbose: int = 1,
+) -> SweepResult:
+    """Run (or resume) the sweep, then rank every kept checkpoint by population SAMe.
+
+    Args:
+        space: the validated search space.
+        resume: continue the sweep in ``storage_path/name`` (finished trials are kept).
+        address: a Ray cluster (default: the running or a new local instance).
+        fault: tests only: ``{trial_name: train fault dict}``.
+        verbose: Tune's live progress table (0 silent, 1 table).
+
+    Raises:
+        ConfigError: before any trial starts, for an unusable space, dataset or cluster.
+    """
+    from ray import tune
+
+    from dcesynth.training.run import check
+    from dcesynth.tuning.ranking import rank
+
+    check(space.base)  # the dataset, phases, weights: named errors before Ray starts
+    sweep_dir = (Path(space.storage_path) / space.name).resolve()
+    state = sweep_dir / "tuner.pkl"
+    if resume and not state.is_file():
+        raise ConfigError(f"--resume: no sweep to resume at {sweep_dir}")
+    if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise ConfigError(f"sweep {sweep_dir} exists: resume it with --resume or change `name`")
+    _ensure_ray(space, address)
+    check_cluster(space)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep_dir / "space.yaml", to_yaml(space))
+    trainable = tune.with_parameters(
+        run_trial,
+        space_json=space.model_dump(mode="json"),
+        sweep_dir=str(sweep_dir),
+        fault=fault,
+    )
+    # the trial's own actor only drives the TorchTrainer; its workers hold the real resources
+    trainable = tune.with_resources(trainable, {"cpu": 1})
+    if resume:
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(space),
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode="min",
+                search_alg=_searcher(space),
+                scheduler=_scheduler(space),
+                num_samples=space.num_samples,
+                max_concurrent_trials=space.max_concurrent_trials,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=space.name,
+                storage_path=str(Path(space.storage_path).resolve()),
+                failure_config=tune.FailureConfig(max_failures=space.max_failures),
+                verbose=verbose,
+            ),
+        )
+    grid = tuner.fit()
+    trials = []
+    for r in grid:
+        name = Path(r.path).name
+        metrics = r.metrics or {}
+        trials.append(
+            {
+                "trial": name,
+                "params": _decode(space, r.config),
+                "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+                "epochs": metrics.get("epoch", 0),
+                OBJECTIVE: metrics.get(OBJECTIVE, math.nan),
+            }
+        )
+    trials.sort(key=lambda t: t["trial"])
+    rank(space, sweep_dir, trials)
+    return SweepResult(sweep_dir, trials)
