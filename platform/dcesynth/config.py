@@ -148,9 +148,15 @@ def to_yaml(model: BaseModel) -> str:
     return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the whole new one, never a part."""
+def atomic_write_text(path: str | Path, text: str, keep_if_same: bool = False) -> None:
+    """Write ``text`` so that readers see the old file or the whole new one, never a part.
+
+    ``keep_if_same``: leave an identical file untouched (its mtime too, which fingerprints of
+    downstream steps, like ingest's "up to date", rely on).
+    """
     p = Path(path)
+    if keep_if_same and p.is_file() and p.read_text() == text:
+        return
     p.parent.mkdir(parents=True, exist_ok=True)
     # ".tmp-" is the prefix of every partial artifact; the phantom's next run removes leftovers
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name}.", dir=p.parent)

@@ -1,7 +1,9 @@
-"""`dcectl demo`: the end-to-end study on the embedded phantom.
+"""`dcectl demo`: the whole study end to end on the embedded phantom.
 
-Today: phantom cohort → previews → ingest (Ray tasks) → one Ray Data batch; the later stages
-(sweep → select → synthesize → evaluate → report) join this same command as they land.
+phantom cohort → ingest (Ray tasks) → sweep (Ray Tune over Ray Train trials) → checkpoint
+selection by SAMe → synthesis of the test split → evaluation report. A re-run reuses what is
+complete and resumes an interrupted sweep. ``--address``/``--gpus``/``--concurrent`` take the
+same command to a cluster.
 """
 
 from __future__ import annotations
@@ -17,77 +19,147 @@ from dcesynth.cli.phantom import DEFAULT_WORKERS
 
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes everything.")] = Path("demo_out"),
-    cases: Annotated[int, typer.Option(help="Phantom cases.")] = 8,
+    space: Annotated[Path, typer.Option(help="Search space of the sweep.")] = Path(
+        "search_spaces/demo.yaml"
+    ),
+    cases: Annotated[int, typer.Option(help="Phantom cases.")] = 10,
     matrix: Annotated[int, typer.Option(help="In-plane matrix of the phantom.")] = 64,
     slices: Annotated[int, typer.Option(help="Slices per volume.")] = 24,
-    workers: Annotated[int, typer.Option(help="Parallel processes.")] = DEFAULT_WORKERS,
+    workers: Annotated[int, typer.Option(help="Parallel processes (phantom).")] = DEFAULT_WORKERS,
+    gpus: Annotated[bool, typer.Option("--gpus", help="Trials train on GPUs.")] = False,
+    concurrent: Annotated[int | None, typer.Option(help="Trials at a time.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster (e.g. auto).")] = None,
 ) -> None:
-    """Run the demo on the embedded phantom cohort and print where its outputs are."""
+    """Run the study on the embedded phantom and print where the report is."""
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
-    from dcesynth.data.dataset import describe, read_split
+    from dcesynth.progress import interactive
+    from dcesynth.tuning.sweep import ensure_ray
+
+    console = Console(width=None if interactive() else 140)
+    t0 = time.perf_counter()
+    step = _stepper(console, t0)
+    with user_errors():
+        sweep_space = _space(space, out, gpus, concurrent)
+        ensure_ray(sweep_space, address)  # one Ray for all stages, sized for the sweep
+        cohort = _data(out, cases, matrix, slices, workers, step)
+        sweep_dir, best = _sweep(out, sweep_space, address, step)
+        report = _judge(sweep_dir, best, cohort, step)
+    _headline(console, sweep_dir, report)
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {report}")
+
+
+def _stepper(console, t0):
+    import time
+
+    def step(msg: str) -> None:
+        console.print(f"[bold]{time.perf_counter() - t0:6.0f} s[/]  {msg}")
+
+    return step
+
+
+def _data(out: Path, cases: int, matrix: int, slices: int, workers: int, step):
     from dcesynth.data.ingest import IngestConfig, ingest
     from dcesynth.data.phantom import PhantomConfig, generate_cohort, write_previews
 
-    t0 = time.perf_counter()
-    with user_errors():
-        cfg = PhantomConfig(
-            cases=cases,
-            matrix=matrix,
-            slices=slices,
-            multifocal_fraction=0.15,
-            multiphase_series_fraction=0.15,
-            typo_fraction=0.1,
-        )
-        cohort = out / "phantom"
-        records = generate_cohort(cfg, cohort, workers=workers)
-        previews = write_previews(cfg, cohort, records[:2])
-        dataset = out / "dataset"
-        icfg = IngestConfig(image_size=matrix, phases=(1, 2, 3), selection="all")
-        res = ingest(cohort / "dicom", dataset, icfg, workers=workers)
-        batch = next(iter(read_split(dataset, "train", seed=0).iter_torch_batches(batch_size=8)))
-    table = Table(title=f"phantom cohort: {cohort}")
-    for col in ("case", "scanner", "agent", "grid", "lesions", "index lesion", "curve", "BPE"):
-        table.add_column(col)
-    for r in records:
-        p, les = r["protocol"], r["lesions"][r["index_lesion"]] if r["lesions"] else None
-        table.add_row(
-            r["case_id"],
-            f"{p['field_t']} T {p['manufacturer'].split()[0]}",
-            p["agent"],
-            f"{p['matrix']}²×{p['slices']}",
-            str(r["lesion_count"]),
-            f"{les['diameter_mm']:.0f} mm {les['side']}" if les else "-",
-            les["curve_type"] if les else "-",
-            r["bpe"],
-        )
-    from dcesynth.progress import interactive
+    cfg = PhantomConfig(
+        cases=cases,
+        matrix=matrix,
+        slices=slices,
+        multifocal_fraction=0.15,
+        multiphase_series_fraction=0.15,
+        typo_fraction=0.1,
+    )
+    cohort = out / "phantom"
+    step(f"phantom: {cases} cases of {matrix}² × {slices} (DICOM + NIfTI) → {cohort}")
+    records = generate_cohort(cfg, cohort, workers=workers)
+    write_previews(cfg, cohort, records[:2])
+    dataset = out / "dataset"
+    icfg = IngestConfig(
+        image_size=matrix,
+        phases=(1, 2, 3),
+        selection="all",
+        split={"ratios": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    )
+    res = ingest(cohort / "dicom", dataset, icfg, workers=workers)
+    step(f"ingest: {dataset} ({'up to date' if res.up_to_date else 'ingested'})")
+    return cohort
 
-    console = Console(width=None if interactive() else 140)  # logs and CI get the whole table
-    console.print(table)
-    console.print(f"DICOM tree:  {cohort / 'dicom'}\nNIfTI tree:  {cohort / 'nifti'}")
-    console.print(
-        f"boxes:       {cohort / 'Annotation_Boxes.csv'}\nground truth: {cohort / 'ground_truth'}"
+
+def _space(space_file: Path, out: Path, gpus: bool, concurrent: int | None):
+    """The demo's search space, pointed at the demo's dataset and folder; flags scale it up."""
+    from dcesynth.tuning.space import load_space
+
+    space = load_space(space_file)
+    base = space.base.model_copy(
+        update={"dataset": out / "dataset", "use_gpu": gpus or space.base.use_gpu}
     )
-    console.print("previews:    " + ", ".join(str(p) for p in previews))
-    info = describe(dataset)
-    console.print(
-        f"dataset:     {dataset} ({'up to date' if res.up_to_date else 'ingested'}): "
-        + ", ".join(
-            f"{k} {v['cases']} cases / {v['slices']} slices"
-            for k, v in sorted(info["splits"].items())
+    update = {"base": base, "storage_path": out / "sweeps"}
+    if concurrent:
+        update["max_concurrent_trials"] = concurrent
+    return space.model_copy(update=update)
+
+
+def _sweep(out: Path, space, address, step):
+    import csv
+    import json
+    import shutil
+
+    from dcesynth.tuning.sweep import sweep
+
+    base = space.base
+    sweep_dir = out / "sweeps" / space.name
+    if (sweep_dir / "sweep_results.csv").is_file():
+        step(f"sweep: {sweep_dir} is complete; reusing it")
+    else:
+        resume = (sweep_dir / "tuner.pkl").is_file()
+        if not resume and sweep_dir.exists():
+            shutil.rmtree(sweep_dir)  # stopped before Tune saved any state: start over
+        step(
+            f"sweep: {space.num_samples} trials × {base.epochs} epochs → {sweep_dir}"
+            + (" (resuming)" if resume else "")
         )
-    )
-    console.print(
-        "Ray Data batch: "
-        + ", ".join(
-            f"{k} {tuple(v.shape)} {v.dtype}"
-            for k, v in batch.items()
-            if k in ("pre", "post", "mask")
+        sweep(space, resume=resume, address=address)
+    rows = list(csv.DictReader((sweep_dir / "sweep_results.csv").open()))
+    best = json.loads((sweep_dir / "selection.json").read_text())["best"]
+    stopped = sum(r["status"] == "stopped early" for r in rows)
+    step(f"sweep: {len(rows)} trials, {stopped} stopped early by ASHA; best checkpoint {best}")
+    return sweep_dir, best
+
+
+def _judge(sweep_dir: Path, best: str, cohort: Path, step) -> Path:
+    from dcesynth.evaluation.report import evaluate
+    from dcesynth.evaluation.select import select_checkpoint
+    from dcesynth.evaluation.synthesize import synthesize
+    from dcesynth.tuning.space import load_space
+
+    space = load_space(sweep_dir / "space.yaml")
+    run = sweep_dir / "runs" / best.split("/")[0]
+    sel = select_checkpoint(run, space.evaluation)
+    step(f"select: {run.name}, epoch {sel.selected_epoch} (Table 1: {run / 'report/table1.md'})")
+    syn = synthesize(run, "best", "test", device=space.evaluation.torch_device())
+    step(f"synthesize: {len(syn.cases)} test cases → {syn.out}")
+    ev = evaluate(run, space.evaluation, "best", "test", truth=cohort / "ground_truth")
+    step(f"evaluate: {ev.report}")
+    return ev.report / "report.md"
+
+
+def _headline(console, sweep_dir: Path, report: Path) -> None:
+    import json
+
+    ev = json.loads((report.parent / "evaluation.json").read_text())
+    for r in ev["rows"]:
+        if r["comparison"] in ("synthetic vs real", "baseline: real pre vs real post"):
+            console.print(
+                f"  phase {r['phase']} {r['comparison']:<32} "
+                + "  ".join(f"{m} {r[m]['mean']:.3f}" for m in ("mae", "ssim", "psnr") if m in r)
+            )
+    kin = ev["kinetics"]
+    if kin.get("cases"):
+        console.print(
+            f"  kinetics: phase order kept in {100 * kin['order_kept_fraction']:.0f} % "
+            f"of {kin['cases']} test cases"
         )
-        + f"; values in [{float(batch['pre'].min()):.2f}, {float(batch['pre'].max()):.2f}]"
-    )
-    console.print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    console.print(f"  sweep table: {sweep_dir / 'table1.md'}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dcesynth.config import ConfigError, atomic_write_text, to_yaml
+from dcesynth.progress import interactive
 from dcesynth.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
     runs.mkdir(parents=True, exist_ok=True)
     with (runs / f"{name}.starts.jsonl").open("a") as f:  # every (re)start of the trial
         f.write(json.dumps({"params": params, "resume": resume}) + "\n")
-    trial_fault = (fault or {}).get(name)
+    hit = fault and all(params.get(k) == v for k, v in fault["params"].items())
+    trial_fault = fault["train"] if hit else None
     train(
         cfg,
         resume=resume,
@@ -147,7 +149,14 @@ def _scheduler(space: SearchSpace):
     )
 
 
-def _ensure_ray(space: SearchSpace, address: str | None) -> None:
+def trial_cpus(space: SearchSpace) -> int:
+    """Logical CPUs the concurrent trials hold: a driver and the workers of each."""
+    return space.max_concurrent_trials * (space.base.workers + 1)
+
+
+def ensure_ray(space: SearchSpace, address: str | None = None) -> None:
+    """Join ``address``, or start a local Ray sized for the sweep (call it before other work
+    starts a smaller one)."""
     import ray
 
     if ray.is_initialized():
@@ -155,14 +164,23 @@ def _ensure_ray(space: SearchSpace, address: str | None) -> None:
     if address:
         ray.init(address=address)
         return
-    # local: logical CPUs for each concurrent trial's driver and workers, plus Ray Data's tasks
-    need = space.max_concurrent_trials * (space.base.workers + 1)
-    ray.init(num_cpus=max(os.cpu_count() or 1, need) + 2)
+    # workers' logs (and Ray Data's per-trial progress bars) stay in the session's log folder
+    # and the dashboard; the driver shows Tune's trial table. +2: CPUs for Ray Data's tasks.
+    ray.init(num_cpus=max(os.cpu_count() or 1, trial_cpus(space)) + 2, log_to_driver=False)
 
 
 def check_cluster(space: SearchSpace) -> None:
-    """What only the cluster can say: enough GPUs for one trial."""
+    """What only the cluster can say: enough GPUs for a trial, CPUs beside it for the data."""
     import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < trial_cpus(space) + 1:
+        # Ray Data needs CPUs of its own beside the trials, or the training input never starts
+        raise ConfigError(
+            f"`max_concurrent_trials` × (`base.workers` + 1) = {trial_cpus(space)} CPUs for the "
+            f"trials, but the Ray cluster has {cpus}: leave at least one for the data pipeline "
+            "(fewer concurrent trials or workers, or start Ray with more logical CPUs)"
+        )
 
     if space.base.use_gpu:
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -178,7 +196,7 @@ def sweep(
     resume: bool = False,
     address: str | None = None,
     fault: dict | None = None,
-    verbose: int = 1,
+    verbose: int | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep, then rank every kept checkpoint by population SAMe.
 
@@ -186,8 +204,9 @@ def sweep(
         space: the validated search space.
         resume: continue the sweep in ``storage_path/name`` (finished trials are kept).
         address: a Ray cluster (default: the running or a new local instance).
-        fault: tests only: ``{trial_name: train fault dict}``.
-        verbose: Tune's live progress table (0 silent, 1 table).
+        fault: tests only: ``{"params": {key: value}, "train": train's fault dict}`` — the
+            fault goes to the trials whose parameters match.
+        verbose: Tune's live progress table (0 silent, 1 table; default: in a terminal).
 
     Raises:
         ConfigError: before any trial starts, for an unusable space, dataset or cluster.
@@ -197,14 +216,24 @@ def sweep(
     from dcesynth.training.run import check
     from dcesynth.tuning.ranking import rank
 
-    check(space.base)  # the dataset, phases, weights: named errors before Ray starts
+    # Tune runs each trial in its own working directory: make every path absolute first
+    space = space.model_copy(
+        update={
+            "base": space.base.model_copy(update={"dataset": Path(space.base.dataset).resolve()}),
+            "storage_path": Path(space.storage_path).resolve(),
+        }
+    )
+    try:
+        check(space.base)  # the dataset, phases, weights: named errors before Ray starts
+    except ConfigError as e:
+        raise ConfigError(f"search space `base`: {e}") from None
     sweep_dir = (Path(space.storage_path) / space.name).resolve()
     state = sweep_dir / "tuner.pkl"
     if resume and not state.is_file():
         raise ConfigError(f"--resume: no sweep to resume at {sweep_dir}")
     if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"sweep {sweep_dir} exists: resume it with --resume or change `name`")
-    _ensure_ray(space, address)
+    ensure_ray(space, address)
     check_cluster(space)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / "space.yaml", to_yaml(space))
@@ -234,9 +263,9 @@ def sweep(
             ),
             run_config=tune.RunConfig(
                 name=space.name,
-                storage_path=str(Path(space.storage_path).resolve()),
+                storage_path=str(space.storage_path),
                 failure_config=tune.FailureConfig(max_failures=space.max_failures),
-                verbose=verbose,
+                verbose=(1 if interactive() else 0) if verbose is None else verbose,
             ),
         )
     grid = tuner.fit()

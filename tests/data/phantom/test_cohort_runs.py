@@ -44,9 +44,13 @@ def test_rerun_does_no_work_and_resumes_a_missing_case(
     """A complete cohort is left alone; a case without its ground truth is regenerated alone."""
     calls = _counting(monkeypatch)
     boxes = (cohort_copy / "Annotation_Boxes.csv").read_text()
+    tables = sorted(cohort_copy.rglob("*.csv"))
+    mtimes = [f.stat().st_mtime_ns for f in tables]
     records = generate_cohort(cohort.cfg, cohort_copy, workers=2, progress=False)
     assert calls == [] and records == cohort.records
     assert (cohort_copy / "Annotation_Boxes.csv").read_text() == boxes
+    # untouched, mtimes included: ingest's source fingerprint must still say "up to date"
+    assert tables and [f.stat().st_mtime_ns for f in tables] == mtimes
     (cohort_copy / "ground_truth" / "Phantom_MRI_002.json").unlink()
     assert generate_cohort(cohort.cfg, cohort_copy, workers=2, progress=False) == cohort.records
     assert calls == [1]

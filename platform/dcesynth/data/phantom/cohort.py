@@ -177,6 +177,7 @@ def generate_cohort(
             },
             indent=1,
         ),
+        keep_if_same=True,
     )
     return records
 
@@ -229,10 +230,17 @@ def _write_tables(out: Path, records: list[dict]) -> None:
             }
         )
         identities.append(r["_identity"])
-    atomic_write_text(out / "Annotation_Boxes.csv", _csv(boxes, ANNOTATION_COLUMNS))
+    # unchanged tables keep their mtime: a re-run must not make ingest see a new source
+    atomic_write_text(
+        out / "Annotation_Boxes.csv", _csv(boxes, ANNOTATION_COLUMNS), keep_if_same=True
+    )
     if (out / "nifti").is_dir():
         atomic_write_text(
-            out / "nifti" / "Annotation_Boxes.csv", _csv(nifti_boxes, ANNOTATION_COLUMNS)
+            out / "nifti" / "Annotation_Boxes.csv",
+            _csv(nifti_boxes, ANNOTATION_COLUMNS),
+            keep_if_same=True,
         )
-    atomic_write_text(out / "clinical.csv", _csv(clinical, list(clinical[0])))
-    atomic_write_text(out / "identities.csv", _csv(identities, list(identities[0])))
+    atomic_write_text(out / "clinical.csv", _csv(clinical, list(clinical[0])), keep_if_same=True)
+    atomic_write_text(
+        out / "identities.csv", _csv(identities, list(identities[0])), keep_if_same=True
+    )
