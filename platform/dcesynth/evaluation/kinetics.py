@@ -91,6 +91,8 @@ def truth_types(
     from dcesynth.data.ingest.transforms import pseudonym
     from dcesynth.data.phantom.kinetics import classify_curve
 
+    if len(phases) < 2:
+        return {}  # one post phase has no curve shape to classify
     want = set(case_ids)
     out = {}
     for f in sorted(Path(truth_dir).glob("*.json")):

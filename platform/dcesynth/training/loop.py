@@ -191,7 +191,7 @@ def train_loop_per_worker(config: dict) -> None:
             if hook is not None:  # e.g. a sweep's objective, computed from the metrics above
                 metrics.update(hook(metrics, val))
         _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
-        if fault.get("always_crash") == epoch + 1:  # fault injection (tests): fails every time
+        if epoch + 1 >= fault.get("always_crash", math.inf):  # fault injection: every attempt
             raise RuntimeError(f"injected persistent failure after epoch {epoch + 1}")
         if fault.get("crash_at_epoch") == epoch + 1 and not Path(fault["marker"]).exists():
             Path(fault["marker"]).touch()  # fault injection (tests): a worker dies once
