@@ -258,6 +258,9 @@ def sweep(
                 scheduler=_scheduler(space),
                 num_samples=space.num_samples,
                 max_concurrent_trials=space.max_concurrent_trials,
+                # a stopped trial's actor must die with its TorchTrainer (a reused actor would
+                # keep the old fit() thread and its workers' resources: the next trial hangs)
+                reuse_actors=False,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),

@@ -1,0 +1,185 @@
+"""Tiny sweeps end to end on the phantom (CPU, 1 worker per trial, 32², 2 epochs).
+
+Slow: each trial is a real Ray Train run, driven by `dcectl sweep` in its own process with its
+own local Ray, as a user runs it. Proves: anchored SAMe every epoch, ASHA stopping trials, the
+population-SAMe ranking, a best config that trains as is, resume after a killed driver, and
+that an unusable space fails before any trial.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dcesynth.cli.app import app
+from dcesynth.config import ConfigError
+from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.tuning.space import load_space
+from dcesynth.tuning.sweep import sweep
+
+pytestmark = pytest.mark.slow
+
+BASE = {
+    "epochs": 2,
+    "workers": 1,
+    "batch_size": 4,
+    "checkpoint_every": 1,
+    "val_slices": 8,
+    "max_failures": 0,
+    "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
+    "loss": {"perceptual_network": "vgg19_random"},
+}
+EVAL = {"metrics": ["mae", "mse", "ssim"], "same_metrics": ["ssim", "mae", "mse"], "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "ds"
+    split = {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}}
+    ingest(
+        phantom_source / "nifti" / "images",
+        out,
+        IngestConfig(image_size=32, phases=(1, 2, 3), split=split),
+        progress=False,
+    )
+    return out
+
+
+def _space_file(tmp: Path, dataset: Path, name: str, lrs: list[float], **extra) -> Path:
+    data = {
+        "name": name,
+        "storage_path": str(tmp / "sweeps"),
+        "base": {**BASE, "dataset": str(dataset)},
+        "parameters": {"lr": {"distribution": "grid", "values": lrs}},
+        "searcher": {"type": "grid"},
+        "num_samples": 1,
+        "max_concurrent_trials": 1,
+        "evaluation": EVAL,
+        **extra,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _dcectl(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """The CLI in its own process with its own local Ray, as a user runs it."""
+    env = {**os.environ, "CI": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "dcesynth.cli.app", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500, **kw)
+
+
+def test_sweep_asha_ranking_and_best_config(dataset: Path, tmp_path: Path) -> None:
+    # grid order: a good lr first; the later, worse ones are stopped by ASHA after epoch 1
+    path = _space_file(
+        tmp_path,
+        dataset,
+        "asha",
+        [2e-3, 1e-3, 1e-9],
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    out = _dcectl("sweep", str(path))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep_dir = tmp_path / "sweeps" / "asha"
+    rows = {r["lr"]: r for r in csv.DictReader((sweep_dir / "sweep_results.csv").open())}
+    assert set(rows) == {"0.002", "0.001", "1e-09"}
+    assert rows["0.002"]["status"] == "completed" and rows["0.002"]["epochs"] == "2"
+    assert rows["1e-09"]["status"] == "stopped early" and rows["1e-09"]["epochs"] == "1"
+    # every reported epoch of every trial carries the objective and its baseline
+    kept = 0
+    for r in rows.values():
+        ms = _metrics(sweep_dir / "runs" / r["trial"])
+        assert ms and all(0 < m["anchored_same"] < 100 and "baseline_mae" in m for m in ms)
+        assert (
+            [m["epoch"] for m in ms]
+            == list(range(1, len(ms) + 1))
+            == [*range(1, int(r["epochs"]) + 1)]
+        )
+        kept += len(ms)
+    # the population ranking covers every kept checkpoint; the best is the documented minimum
+    sel = json.loads((sweep_dir / "selection.json").read_text())
+    assert len(sel["same"]) == kept
+    assert sel["best"] == min(sel["same"], key=sel["same"].get)
+    assert (sweep_dir / "table1.md").read_text().count("\n| trial_") == min(kept, 5)
+    assert (sweep_dir / "sweep_params.png").stat().st_size > 1000
+    # the best config trains as is (its runs_dir is relative: train from a scratch folder)
+    trained = _dcectl("train", str(sweep_dir / "best_config.yaml"), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "2/2 epochs" in trained.stdout
+    status = CliRunner().invoke(app, ["sweep", "status", str(sweep_dir)])
+    assert status.exit_code == 0 and "finished" in status.output
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_trials(
+    dataset: Path, tmp_path: Path
+) -> None:
+    path = _space_file(tmp_path, dataset, "resume", [2e-3, 1e-3, 5e-4], scheduler={"type": "none"})
+    sweep_dir = tmp_path / "sweeps" / "resume"
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "CI": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcesynth.cli.app", "sweep", str(path)],
+        env=env,
+        start_new_session=True,  # its own process group: the kill takes its local Ray too
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:  # until the 2nd trial has reported an epoch
+            runs = sweep_dir / "runs"
+            done = [p for p in runs.glob("trial_*/metrics.jsonl") if len(_metrics(p.parent)) >= 2]
+            started = [p for p in runs.glob("trial_*/metrics.jsonl") if _metrics(p.parent)]
+            if done and len(started) >= 2:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the sweep made no progress")
+        time.sleep(3)  # Tune saves its state at most 1 s apart here
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = {p.parent.name for p in done}
+    again = _dcectl("sweep", str(path))
+    assert again.returncode == 2 and "exists: resume it" in again.stderr
+    resumed = _dcectl("sweep", str(path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = list(csv.DictReader((sweep_dir / "sweep_results.csv").open()))
+    assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
+    for name in finished:  # not rerun: started once
+        assert len((sweep_dir / "runs" / f"{name}.starts.jsonl").read_text().splitlines()) == 1
+    for r in rows:
+        assert [m["epoch"] for m in _metrics(sweep_dir / "runs" / r["trial"])] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("base", "needle"),
+    [
+        ({"use_gpu": True, "workers": 2}, r"`base.workers`: a trial needs 2 GPUs"),
+        ({"dataset": "/nonexistent/ds"}, r"search space `base`: `dataset`"),
+        ({"phases": [4]}, r"`phases`: \[4\] not in the dataset"),
+    ],
+)
+def test_unusable_space_fails_before_any_trial(
+    dataset: Path, tmp_path: Path, base: dict, needle: str
+) -> None:
+    path = _space_file(tmp_path, dataset, "bad", [1e-3])
+    data = yaml.safe_load(path.read_text())
+    data["base"].update(base)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=needle):
+        sweep(load_space(path), verbose=0)
+    assert not list((tmp_path / "sweeps").glob("bad/trial_*"))  # no trial ever started
