@@ -37,11 +37,12 @@ class Run:
 
     def checkpoints(self) -> dict[int, Path]:
         """{epoch: checkpoint dir} of the complete checkpoints, oldest first."""
+        from dcesynth.training.run import checkpoint_dirs
+
         out = {}
-        for p in sorted((self.path / "checkpoints").glob("epoch_*/state.pt")):
-            m = re.fullmatch(r"epoch_(\d+)", p.parent.name)
-            if m:
-                out[int(m.group(1))] = p.parent
+        for d in checkpoint_dirs(self.path):
+            if m := re.fullmatch(r"epoch_(\d+)", d.name):
+                out[int(m.group(1))] = d
         return out
 
     def checkpoint(self, which: str | int) -> tuple[int, Path]:

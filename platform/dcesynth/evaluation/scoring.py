@@ -19,6 +19,11 @@ from dcesynth.evaluation.metrics import PAIRED, paired_metrics, summarise
 log = logging.getLogger(__name__)
 
 
+def pool_phases(a: np.ndarray) -> np.ndarray:
+    """(N, P, S, S) → (N·P, S, S), phase-major: a run's phases scored as one set of pairs."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:]))
+
+
 @dataclass
 class Pairs:
     """Slices of one split: uint8 images at the model's size, and where they come from."""
@@ -41,6 +46,15 @@ class Pairs:
             if b is not None:
                 r[i, b[0] : b[1] + 1, b[2] : b[3] + 1] = True
         return r
+
+    def pooled(self, phases: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(real post, pre, case ids) of ``phases`` pooled into N·P pairs, phase-major."""
+        idx = [self.phases.index(p) for p in phases]
+        return (
+            pool_phases(self.post[:, idx]),
+            np.concatenate([self.pre] * len(idx)),
+            np.concatenate([self.case_id] * len(idx)),
+        )
 
     def take(self, idx: np.ndarray) -> Pairs:
         return Pairs(

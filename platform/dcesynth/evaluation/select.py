@@ -21,7 +21,7 @@ from dcesynth.config import atomic_write_text
 from dcesynth.evaluation import same as S
 from dcesynth.evaluation.config import EvalConfig
 from dcesynth.evaluation.runs import SELECTION, Run, generate
-from dcesynth.evaluation.scoring import Scorer, flat, read_pairs
+from dcesynth.evaluation.scoring import Pairs, Scorer, flat, pool_phases, read_pairs
 from dcesynth.evaluation.tables import same_bar_chart, write_table
 from dcesynth.progress import progress_bar
 
@@ -37,9 +37,26 @@ class Selection:
     files: list[Path]
 
 
-def _pooled(a: np.ndarray) -> np.ndarray:
-    """(N, P, S, S) → (N·P, S, S), phase-major so each phase's slices stay together."""
-    return np.ascontiguousarray(np.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:]))
+def score_checkpoints(
+    run: Run,
+    ckpts: dict[int, Path],
+    scorer: Scorer,
+    pairs: Pairs,
+    phases: list[int],
+    real: np.ndarray,
+    progress: bool | None = False,
+) -> dict[int, dict]:
+    """{epoch: metric summary} of each checkpoint's ``phases``, pooled, against ``real``."""
+    batch = scorer.cfg.batch_size
+    out = {}
+    with progress_bar(len(ckpts), f"checkpoints of {run.path.name}", progress) as advance:
+        for epoch, path in ckpts.items():
+            G = run.generator(path, scorer.device)
+            gen = generate(G, pairs.pre, run.cfg, scorer.device, batch)
+            fake = pool_phases(gen[:, [run.cfg.phases.index(p) for p in phases]])
+            out[epoch] = scorer.score(real, fake, real_key=("val",))
+            advance()
+    return out
 
 
 def select_checkpoint(
@@ -72,20 +89,11 @@ def select_checkpoint(
         ckpts = {e: p for e, p in ckpts.items() if e % every == 0 or e == last}
     scorer = Scorer(cfg)  # fails here, before any work, when weights are missing
     pairs = read_pairs(dataset or run.cfg.dataset, "val", cfg.pairs, cfg.seed)
-    idx = run.phase_index(pairs.phases)
-    real = _pooled(pairs.post[:, idx])
-    pre = np.concatenate([pairs.pre] * len(idx))
-    cases = np.concatenate([pairs.case_id] * len(idx))
+    phases = list(run.cfg.phases)
+    real, pre, cases = pairs.pooled(phases)
     log.info("scoring %d checkpoints on %d validation pairs", len(ckpts), len(real))
     baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases)
-    scored: dict[int, dict] = {}
-    with progress_bar(len(ckpts), "checkpoints", progress) as advance:
-        for epoch, path in ckpts.items():
-            G = run.generator(path, scorer.device)
-            fake = _pooled(generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size))
-            scored[epoch] = scorer.score(real, fake, real_key=("val",))
-            del G
-            advance()
+    scored = score_checkpoints(run, ckpts, scorer, pairs, phases, real, progress)
     table = {str(e): flat(s) for e, s in scored.items()}
     same = S.population_same(table, cfg.same_metrics)
     scaled = S.scaled(table, cfg.same_metrics)

@@ -71,7 +71,7 @@ def check(cfg: TrainConfig) -> dict:
     return manifest
 
 
-def _checkpoints(run_dir: Path) -> list[Path]:
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """The run's complete checkpoint directories, oldest first."""
     return sorted(p.parent for p in (run_dir / "checkpoints").glob("epoch_*/state.pt"))
 
@@ -146,7 +146,7 @@ def train(
     vgg = None
     if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
         vgg = str(resolve(VGG19_IMAGENET, cfg.loss.weights_dir))
-    latest = (_checkpoints(run_dir) or [None])[-1] if resume else None
+    latest = (checkpoint_dirs(run_dir) or [None])[-1] if resume else None
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -180,7 +180,7 @@ def train(
     plot_losses(metrics, run_dir / "loss_curve.png")
     done = max((m["epoch"] for m in metrics if "loss_g" in m), default=0)
     stopped = [m for m in metrics if m.get("stopped")]
-    ckpts = _checkpoints(run_dir)
+    ckpts = checkpoint_dirs(run_dir)
     if stopped:
         s = stopped[-1]
         raise TrainingError(

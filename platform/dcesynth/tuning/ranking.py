@@ -20,8 +20,6 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
-
 from dcesynth.config import atomic_write_text, to_yaml
 from dcesynth.tuning.space import SearchSpace
 
@@ -43,8 +41,9 @@ def _short(v) -> str:
 def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
     """Score, rank and write the sweep's results (see the module docstring)."""
     from dcesynth.evaluation import same as S
-    from dcesynth.evaluation.runs import Run, generate
+    from dcesynth.evaluation.runs import Run
     from dcesynth.evaluation.scoring import Scorer, flat, read_pairs
+    from dcesynth.evaluation.select import score_checkpoints
     from dcesynth.evaluation.tables import write_table
 
     cfg = space.evaluation
@@ -65,18 +64,13 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
             raise ValueError("the trials share no generated phase; nothing to rank them on")
         scorer = Scorer(cfg)
         pairs = read_pairs(space.base.dataset, "val", cfg.pairs, cfg.seed)
-        stored = pairs.phases
-        real = np.concatenate([pairs.post[:, stored.index(p)] for p in phases])
-        pre = np.concatenate([pairs.pre] * len(phases))
+        real, pre, _ = pairs.pooled(phases)
         baseline = scorer.score(real, pre, real_key=("val",))
         for name, run in runs.items():
-            for epoch, ck in run.checkpoints().items():
-                G = run.generator(ck, scorer.device)
-                out = generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size)
-                fake = np.concatenate([out[:, run.cfg.phases.index(p)] for p in phases])
-                key = f"{name}/epoch {epoch}"
-                raw[key] = scorer.score(real, fake, real_key=("val",))
-                table[key] = flat(raw[key])
+            scores = score_checkpoints(run, run.checkpoints(), scorer, pairs, phases, real)
+            for epoch, summary in scores.items():
+                raw[f"{name}/epoch {epoch}"] = summary
+                table[f"{name}/epoch {epoch}"] = flat(summary)
     same = S.population_same(table, cfg.same_metrics) if table else {}
     best = S.select(same) if same else None
     rows = []

@@ -44,10 +44,11 @@ class AnchoredSameHook:
 
         from dcesynth.evaluation.metrics import paired_metrics
         from dcesynth.evaluation.same import anchored_same
+        from dcesynth.evaluation.scoring import pool_phases
 
         if self.baseline is None:
             post = val["post"]  # (n, P, S, S): the run's phases, pooled as in val_* metrics
-            real = post.transpose(1, 0, 2, 3).reshape(-1, *post.shape[2:])
+            real = pool_phases(post)
             pre = np.concatenate([val["pre"]] * post.shape[1])
             base = paired_metrics(real, pre, names=self.metrics)
             self.baseline = {k: float(v.mean()) for k, v in base.items()}
