@@ -20,9 +20,11 @@ from dcesynth.data.phantom.case import PhantomCase, generate_case
 def ray_session():
     import ray
 
-    if not ray.is_initialized():
-        # 4 logical CPUs on 2 cores: two Ray Train workers leave room for Ray Data tasks
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    from dcesynth.cluster import init_ray
+
+    # 4 logical CPUs on 2 cores: two Ray Train workers leave room for Ray Data tasks; the
+    # dashboard stays on (Train's placement-group cleaner asks its State API)
+    init_ray(num_cpus=4, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -110,6 +110,7 @@ def bench_ingest(
     from rich.console import Console
     from rich.table import Table
 
+    from dcesynth.cluster import init_ray
     from dcesynth.data.ingest import IngestConfig, ingest
     from dcesynth.data.ingest.bench import (
         PeakMemory,
@@ -128,7 +129,7 @@ def bench_ingest(
         shutil.rmtree(p, ignore_errors=True)
     keys = sorted(p.name for p in (cohort / "dicom").iterdir())
     study = study_write_pngs(cohort / "dicom", keys, pngs, phases)  # before Ray: memory is its own
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    init_ray(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     icfg = IngestConfig(image_size=matrix, phases=tuple(phases), split={"ratios": {"train": 1.0}})
     with PeakMemory(include_ray=True) as mem:
         res = ingest(cohort / "dicom", dataset, icfg, progress=False)

@@ -121,11 +121,11 @@ def train(
         ConfigError: before Ray starts, for any unusable input.
         TrainingError: when the run stopped early (NaN loss), naming epoch, step and checkpoint.
     """
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from dcesynth.cluster import init_ray
     from dcesynth.data.dataset import read_split
     from dcesynth.training.loop import train_loop_per_worker
     from dcesynth.weights import VGG19_IMAGENET, resolve
@@ -138,11 +138,9 @@ def train(
         raise ConfigError(f"run {run_dir} exists: resume it with --resume or choose another `name`")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    if not ray.is_initialized():
-        # A local instance gets logical CPUs for the Train workers *and* for Ray Data's read
-        # and transform tasks; with only as many as workers the data pipeline never starts.
-        local_cpus = max(os.cpu_count() or 1, cfg.workers) + 2
-        ray.init(address=address, num_cpus=None if address else local_cpus)
+    # A local instance gets logical CPUs for the Train workers *and* for Ray Data's read
+    # and transform tasks; with only as many as workers the data pipeline never starts.
+    init_ray(address, num_cpus=max(os.cpu_count() or 1, cfg.workers) + 2)
     vgg = None
     if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
         vgg = str(resolve(VGG19_IMAGENET, cfg.loss.weights_dir))

@@ -110,6 +110,12 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
     runs.mkdir(parents=True, exist_ok=True)
     with (runs / f"{name}.starts.jsonl").open("a") as f:  # every (re)start of the trial
         f.write(json.dumps({"params": params, "resume": resume}) + "\n")
+    finished = _finished_report(run_dir, cfg.epochs) if resume else None
+    if finished is not None:
+        # the driver died after training ended but before Tune heard the last epoch: report
+        # it from the run instead of training again (which would report nothing)
+        tune.report(finished)
+        return
     hit = fault and all(params.get(k) == v for k, v in fault["params"].items())
     trial_fault = fault["train"] if hit else None
     train(
@@ -119,6 +125,21 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
         metrics_hook=AnchoredSameHook(space.objective.metrics),
         report_to_tune=True,
     )
+
+
+def _finished_report(run_dir: Path, epochs: int) -> dict | None:
+    """The last epoch's metrics of a run whose training already ended, else None."""
+    from dcesynth.training.run import checkpoint_dirs
+
+    path = run_dir / "metrics.jsonl"
+    ckpts = checkpoint_dirs(run_dir)
+    if not ckpts or not path.is_file():
+        return None
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    last = rows[-1] if rows else {}
+    ended = last.get("epoch", 0) >= epochs and not last.get("stopped")
+    # the final epoch always checkpoints; its metrics line is written just before
+    return last if ended and ckpts[-1].name == f"epoch_{last['epoch']:03d}" else None
 
 
 def _trial_name(trial) -> str:
@@ -158,16 +179,13 @@ def trial_cpus(space: SearchSpace) -> int:
 def ensure_ray(space: SearchSpace, address: str | None = None) -> None:
     """Join ``address``, or start a local Ray sized for the sweep (call it before other work
     starts a smaller one)."""
-    import ray
+    from dcesynth.cluster import init_ray
 
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address)
-        return
     # workers' logs (and Ray Data's per-trial progress bars) stay in the session's log folder
     # and the dashboard; the driver shows Tune's trial table. +2: CPUs for Ray Data's tasks.
-    ray.init(num_cpus=max(os.cpu_count() or 1, trial_cpus(space)) + 2, log_to_driver=False)
+    # The dashboard stays on: Train's placement-group cleaner asks its State API.
+    cpus = max(os.cpu_count() or 1, trial_cpus(space)) + 2
+    init_ray(address, num_cpus=cpus, log_to_driver=False)
 
 
 def check_cluster(space: SearchSpace) -> None:

@@ -156,12 +156,9 @@ def _identity(src: Source, key: str) -> str:
 
 
 def _ensure_ray(address: str | None, workers: int | None) -> None:
-    import ray
+    from dcesynth.cluster import init_ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=address, num_cpus=workers if address is None else None, log_to_driver=False
-        )
+    init_ray(address, num_cpus=workers, log_to_driver=False)
 
 
 def ingest(

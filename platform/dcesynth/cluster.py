@@ -1,0 +1,61 @@
+"""Start or join Ray: the one way every command does it.
+
+Why not a plain ``ray.init()``: Ray Train V2 leaves each run's worker placement group to a
+detached ``PlacementGroupCleaner`` actor, which finds its cluster through the State API with no
+address. On a machine where a second Ray instance runs (a test session beside a CLI, two users'
+sweeps on one workstation) that lookup fails with "Found multiple active Ray instances", the
+cleaner's thread dies and every finished trial keeps its workers' CPUs reserved: after a few
+trials nothing is left for Ray Data and the next trial waits forever. A local instance started
+here therefore gets a known GCS port, and every worker is told its address (``RAY_ADDRESS`` in
+the job's runtime environment), so such lookups find this instance and no other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
+    """Join ``address`` or start a local Ray whose workers know its address.
+
+    Does nothing when Ray is already initialised in this process.
+
+    Args:
+        address: a cluster (``auto``, ``host:port`` or ``ray://…``); None starts a local one.
+        num_cpus: logical CPUs of a local instance (ignored when joining a cluster).
+        kwargs: passed to ``ray.init`` (``log_to_driver``, ``include_dashboard``…).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    port = _free_port()
+    here = f"{ray.util.get_node_ip_address()}:{port}"
+    env = dict(kwargs.pop("runtime_env", None) or {})
+    env["env_vars"] = {**env.get("env_vars", {}), "RAY_ADDRESS": here}
+    before = os.environ.get("RAY_GCS_SERVER_PORT")
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by the head node as it starts
+    try:
+        ray.init(num_cpus=num_cpus, runtime_env=env, **kwargs)
+    finally:
+        if before is None:
+            os.environ.pop("RAY_GCS_SERVER_PORT", None)
+        else:
+            os.environ["RAY_GCS_SERVER_PORT"] = before
+    started = ray.get_runtime_context().gcs_address
+    if started != here:  # a Ray without the port variable: lookups may still be ambiguous
+        log.warning("local Ray started at %s, not the requested %s", started, here)
