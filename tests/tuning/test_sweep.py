@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dcesynth.tuning.ranking import error_line
 from dcesynth.tuning.sweep import _finished_report
 
 
@@ -38,3 +39,24 @@ def _run(tmp: Path, rows: list[dict], ckpts: list[int]) -> Path:
 )
 def test_finished_report(tmp_path: Path, rows: list[dict], ckpts: list[int], expected) -> None:
     assert _finished_report(_run(tmp_path, rows, ckpts), epochs=2) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (None, ""),
+        ("ValueError: bad lr", "ValueError: bad lr"),
+        # Ray's wrapping: the actor on the first line, the worker's exception at the end
+        (
+            "RayTaskError(WorkerGroupError): \x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\n"
+            '  File "loop.py", line 195, in train_loop_per_worker\n'
+            "ray.train.WorkerGroupError: Training failed due to worker errors:\n"
+            "[Rank 0 Error Snippet]:\n"
+            "RuntimeError: injected persistent failure in epoch 2\n",
+            "RuntimeError: injected persistent failure in epoch 2",
+        ),
+        ("\x1b[31msomething odd\x1b[0m\nno exception line", "something odd"),
+    ],
+)
+def test_error_line(error: str | None, expected: str) -> None:
+    assert error_line(error) == expected

@@ -1,9 +1,10 @@
 """Tiny sweeps end to end on the phantom (CPU, 1 worker per trial, 32², 2 epochs).
 
-Slow: each trial is a real Ray Train run, driven by `dcectl sweep` in its own process with its
-own local Ray, as a user runs it. Proves: anchored SAMe every epoch, ASHA stopping trials, the
-population-SAMe ranking, a best config that trains as is, resume after a killed driver, and
-that an unusable space fails before any trial.
+Slow: each trial is a real Ray Train run. Proves: anchored SAMe every epoch, ASHA stopping a
+trial and the next trial still running, a crashing trial retried from its checkpoint and then
+recorded as failed while the sweep goes on, the population-SAMe ranking, a best config that
+trains as is, resume after a killed `dcectl sweep` (in its own process with its own local Ray,
+as a user runs it, beside the session's Ray), and that an unusable space fails before any trial.
 """
 
 from __future__ import annotations
@@ -83,22 +84,31 @@ def _dcectl(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500, **kw)
 
 
-def test_sweep_asha_ranking_and_best_config(dataset: Path, tmp_path: Path) -> None:
-    # grid order: a good lr first; the second, far too small, is stopped by ASHA after epoch 1
+def test_sweep_asha_failure_ranking_and_best_config(dataset: Path, tmp_path: Path) -> None:
+    # In this process, on the session's Ray (fault injection is a Python argument). Grid order:
+    # 2e-3 crashes whenever it starts epoch 2 (retried once from its epoch-1 checkpoint, then
+    # recorded as failed); 1e-9, far too small, is stopped by ASHA after epoch 1; 1e-3 then
+    # runs to the end.
     path = _space_file(
         tmp_path,
         dataset,
         "asha",
-        [2e-3, 1e-9],
+        [2e-3, 1e-9, 1e-3],
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        max_failures=1,
     )
-    out = _dcectl("sweep", str(path))
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    fault = {"params": {"lr": 2e-3}, "train": {"always_crash": 2}}
+    result = sweep(load_space(path), fault=fault, verbose=0)
     sweep_dir = tmp_path / "sweeps" / "asha"
+    assert result.path == sweep_dir
     rows = {r["lr"]: r for r in csv.DictReader((sweep_dir / "sweep_results.csv").open())}
-    assert set(rows) == {"0.002", "1e-09"}
-    assert rows["0.002"]["status"] == "completed" and rows["0.002"]["epochs"] == "2"
+    assert set(rows) == {"0.002", "1e-09", "0.001"}
+    assert rows["0.002"]["status"] == "failed" and rows["0.002"]["epochs"] == "1"
+    assert "injected persistent failure" in rows["0.002"]["error"]
+    starts = (sweep_dir / "runs" / f"{rows['0.002']['trial']}.starts.jsonl").read_text()
+    assert [json.loads(ln)["resume"] for ln in starts.splitlines()] == [False, True]
     assert rows["1e-09"]["status"] == "stopped early" and rows["1e-09"]["epochs"] == "1"
+    assert rows["0.001"]["status"] == "completed" and rows["0.001"]["epochs"] == "2"
     # every reported epoch of every trial carries the objective and its baseline
     kept = 0
     for r in rows.values():
@@ -112,7 +122,7 @@ def test_sweep_asha_ranking_and_best_config(dataset: Path, tmp_path: Path) -> No
         kept += len(ms)
     # the population ranking covers every kept checkpoint; the best is the documented minimum
     sel = json.loads((sweep_dir / "selection.json").read_text())
-    assert len(sel["same"]) == kept
+    assert len(sel["same"]) == kept == 4
     assert sel["best"] == min(sel["same"], key=sel["same"].get)
     assert (sweep_dir / "table1.md").read_text().count("\n| trial_") == min(kept, 5)
     assert (sweep_dir / "sweep_params.png").stat().st_size > 1000

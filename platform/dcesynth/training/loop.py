@@ -119,6 +119,8 @@ def train_loop_per_worker(config: dict) -> None:
 
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start, cfg.epochs):
+        if epoch + 1 >= fault.get("always_crash", math.inf):  # fault injection: every attempt
+            raise RuntimeError(f"injected persistent failure in epoch {epoch + 1}")
         lr = learning_rate(epoch, cfg)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
@@ -191,8 +193,6 @@ def train_loop_per_worker(config: dict) -> None:
             if hook is not None:  # e.g. a sweep's objective, computed from the metrics above
                 metrics.update(hook(metrics, val))
         _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
-        if epoch + 1 >= fault.get("always_crash", math.inf):  # fault injection: every attempt
-            raise RuntimeError(f"injected persistent failure after epoch {epoch + 1}")
         if fault.get("crash_at_epoch") == epoch + 1 and not Path(fault["marker"]).exists():
             Path(fault["marker"]).touch()  # fault injection (tests): a worker dies once
             raise RuntimeError(f"injected failure after epoch {epoch + 1}")

@@ -112,7 +112,7 @@ def train(
         resume: continue from the latest checkpoint of an existing run.
         address: a Ray cluster to join (default: the running or a new local instance).
         fault: fault injection for tests (``crash_at_epoch`` + ``marker``, ``nan_at``;
-            ``always_crash``: every attempt fails).
+            ``always_crash``: every attempt fails as it starts that epoch).
         metrics_hook: ``hook(metrics, val) → dict`` merged into each epoch's metrics on rank 0
             (must pickle: it travels to the workers).
         report_to_tune: inside a Ray Tune trial, forward every report (and checkpoint) to Tune.

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 from dcesynth.config import atomic_write_text, to_yaml
@@ -30,6 +31,20 @@ def _status(trial: dict, epochs: int) -> str:
     if trial["error"]:
         return "failed"
     return "completed" if trial["epochs"] >= epochs else "stopped early"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:")
+
+
+def error_line(error: str | None) -> str:
+    """The root cause of a trial's error in one line: Ray wraps a worker's exception in
+    RayTaskError/WorkerGroupError text, whose first line names only the actor."""
+    if not error:
+        return ""
+    lines = [ln.strip() for ln in _ANSI.sub("", error).splitlines() if ln.strip()]
+    raised = [ln for ln in lines if _RAISED.match(ln)]
+    return (raised[-1] if raised else lines[0])[:300]
 
 
 def _short(v) -> str:
@@ -86,7 +101,7 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
                 "anchored_same_last": t["anchored_same"],
                 "best_checkpoint": own.split("/")[1] if own else "",
                 "population_same": mine.get(own, math.nan) if own else math.nan,
-                "error": (t["error"] or "").splitlines()[0][:300] if t["error"] else "",
+                "error": error_line(t["error"]),
             }
         )
     buf = io.StringIO()
@@ -140,7 +155,7 @@ def _checkpoint(runs: dict, key: str) -> Path:
 
 
 def _plot(space: SearchSpace, rows: list[dict], path: Path) -> Path:
-    """Each searched parameter vs the trial's best population SAMe (failed trials left out)."""
+    """Each searched parameter vs the trial's best population SAMe (no checkpoint: left out)."""
     from dcesynth.evaluation.tables import plt, save_figure
 
     keys = list(space.parameters)
@@ -159,9 +174,12 @@ def _plot(space: SearchSpace, rows: list[dict], path: Path) -> Path:
             xs = [float(r[k]) for r in ok]
             if p.distribution == "loguniform":
                 ax.set_xscale("log")
-        colors = ["tab:orange" if r["status"] == "stopped early" else "tab:blue" for r in ok]
+        colour = {"stopped early": "tab:orange", "failed": "tab:red"}
+        colors = [colour.get(r["status"], "tab:blue") for r in ok]
         ax.scatter(xs, ys, c=colors)
         ax.set_xlabel(k)
     axes[0][0].set_ylabel("population SAMe (lower is better)")
-    fig.suptitle(f"{space.name}: blue completed, orange stopped early by ASHA", fontsize=9)
+    fig.suptitle(
+        f"{space.name}: blue completed, orange stopped early by ASHA, red failed", fontsize=9
+    )
     return save_figure(fig, path)
