@@ -16,7 +16,7 @@ from dcesynth.config import ConfigError, build_config
 from dcesynth.data.ingest import IngestConfig, ingest
 from dcesynth.training.config import TrainConfig
 from dcesynth.training.loop import build_generator
-from dcesynth.training.run import TrainingError, _val_subset, check, train
+from dcesynth.training.run import TrainingError, check, train, val_subset
 from dcesynth.training.validation import validation_metrics
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_trains_checkpoints_and_reloads(dataset: Path, tmp_path: Path) -> None:
     state = torch.load(res.checkpoints[-1] / "state.pt", weights_only=False)
     g = build_generator(cfg)
     g.load_state_dict(state["G"])
-    val = _val_subset(cfg, check(cfg))
+    val = val_subset(cfg, check(cfg))
     again = validation_metrics(g, val, cfg, torch.device("cpu"))
     for k in ("val_mae", "val_mse", "val_ssim"):
         assert again[k] == pytest.approx(res.metrics[-1][k], rel=1e-4, abs=1e-4), k

@@ -204,3 +204,67 @@ def bench_metrics(
             f"{r['max_diff']:.2e}",
         )
     Console(width=120).print(table)
+
+
+@app.command("sweep")
+def bench_sweep(
+    trials: Annotated[int, typer.Option(help="Trials (a grid of learning rates).")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 2,
+    cases: Annotated[int, typer.Option(help="Phantom cases (60% train, 20% val).")] = 10,
+    matrix: Annotated[int, typer.Option(help="Image side.")] = 64,
+    slices: Annotated[int, typer.Option(help="Slices per volume.")] = 24,
+    space: Annotated[Path, typer.Option(help="Search space whose `base` the trials use.")] = Path(
+        "search_spaces/demo.yaml"
+    ),
+    out: Annotated[Path, typer.Option(help="Scratch folder (reused).")] = Path("bench_out/sweep"),
+) -> None:
+    """Wall time of N trials through Ray Tune + Train vs the same trainings without Ray."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dcesynth.data.ingest import IngestConfig, ingest
+    from dcesynth.data.phantom import PhantomConfig, generate_cohort
+    from dcesynth.tuning.bench import bench_space
+    from dcesynth.tuning.bench import bench_sweep as run
+    from dcesynth.tuning.space import load_space
+    from dcesynth.tuning.sweep import ensure_ray
+
+    with user_errors():
+        if trials < 1 or epochs < 1:
+            raise ValueError(f"--trials and --epochs must be ≥ 1, got {trials} and {epochs}")
+        sp = load_space(space)
+        dataset = out / "dataset"
+        t0 = time.perf_counter()
+        ensure_ray(bench_space(sp, dataset, out, trials, epochs))  # sized for the trials
+        ray_start = time.perf_counter() - t0
+        cohort = out / f"cohort_{cases}x{matrix}x{slices}"
+        generate_cohort(PhantomConfig(cases=cases, matrix=matrix, slices=slices), cohort)
+        split = {"ratios": {"train": 0.6, "val": 0.2, "test": 0.2}}
+        icfg = IngestConfig(image_size=matrix, phases=(1, 2, 3), split=split)
+        ingest(cohort / "nifti" / "images", dataset, icfg, progress=False)
+        r = run(sp, dataset, out, trials, epochs)
+    r["ray_start"] = ray_start
+    plain = sum(r["plain"])
+    t = Table(
+        title=f"{trials} trials × {epochs} epochs, {cases} phantom cases at {matrix}², one trial "
+        f"at a time, {sp.base.workers} worker(s) each, CPU"
+    )
+    for col in ("", "seconds", "per trial", "ratio to no Ray"):
+        t.add_column(col, justify="right")
+    rows = [
+        ("without Ray (same steps, 1 torch thread per worker)", plain),
+        ("through Tune + Train (trials)", r["tune"]),
+        ("  + Ray start and the final SAMe ranking", r["tune"] + r["ray_start"] + r["ranking"]),
+    ]
+    for name, s in rows:
+        t.add_row(name, f"{s:.1f}", f"{s / trials:.1f}", f"{s / plain:.2f}×")
+    console = Console(width=130)
+    console.print(t)
+    console.print(
+        f"Ray start {r['ray_start']:.1f} s; ranking {r['ranking']:.1f} s; "
+        f"platform overhead per trial {(r['tune'] - plain) / trials:.1f} s "
+        "(Tune's trial actor, Train's controller and worker group processes, "
+        f"DDP set-up, Ray Data, Tune's bookkeeping). {r['completed']}/{trials} trials completed."
+    )

@@ -88,7 +88,8 @@ def to_model_range(batch: dict, as_torch: bool = True, device: str | None = None
         if as_torch:
             import torch
 
-            t = torch.as_tensor(batch[k], device=device).float()
+            # in-memory blocks arrive read-only: torch wants writable memory (copied if not)
+            t = torch.as_tensor(np.require(batch[k], requirements="W"), device=device).float()
             out[k] = t.div_(127.5).sub_(offset) if offset else t
         else:
             a = batch[k].astype(np.float32)
@@ -166,6 +167,43 @@ def read_split(
         fn_kwargs={"transform": fn, "shapes": shapes, "scale": scale},
         batch_format="pyarrow",
     )
+
+
+def read_slices(
+    dataset: Path, split: str, limit: int | None = None, seed: int | None = None
+) -> tuple[dict[str, np.ndarray], object]:
+    """A split's slices without Ray (pyarrow): small reads on the driver, where starting a Ray
+    Data pipeline would cost seconds. ``limit`` keeps the first slices in file order, or with a
+    ``seed`` a seeded subset kept in file order.
+
+    Returns:
+        The decoded arrays (uint8 ``pre`` (N, S, S), ``post`` (N, P, S, S) of the stored
+        phases, ``mask``; ``case_id``, ``slice_index``) and the Arrow table they view.
+
+    Raises:
+        ValueError: naming the split and the splits the dataset has.
+    """
+    import pyarrow.parquet as pq
+
+    manifest = load_manifest(dataset)
+    folder = Path(dataset) / "slices" / split
+    if split not in manifest["counts"]["slices"] or not folder.is_dir():
+        raise ValueError(
+            f"{dataset}: no split {split!r}; it has {sorted(manifest['counts']['slices'])}"
+        )
+    table = pq.read_table(folder)
+    n = table.num_rows
+    if n == 0:
+        raise ValueError(f"{dataset}: split {split!r} has no slices")
+    if limit is not None and n > limit:
+        if seed is None:
+            table = table.slice(0, limit)
+        else:
+            table = table.take(np.sort(np.random.default_rng(seed).choice(n, limit, replace=False)))
+    size = int(manifest["image_size"])
+    stored = len(manifest["phases"]) - 1
+    shapes = {"pre": (size, size), "post": (stored, size, size), "mask": (size, size)}
+    return decode(table, shapes), table
 
 
 def decode(table, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:

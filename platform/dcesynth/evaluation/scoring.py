@@ -77,28 +77,10 @@ def read_pairs(dataset: Path, split: str, limit: int | None = None, seed: int = 
     Raises:
         ValueError: naming the split and the splits the dataset has.
     """
-    import pyarrow.parquet as pq
+    from dcesynth.data.dataset import load_manifest, read_slices
 
-    from dcesynth.data.dataset import decode, load_manifest
-
-    manifest = load_manifest(dataset)
-    folder = Path(dataset) / "slices" / split
-    if split not in manifest["counts"]["slices"] or not folder.is_dir():
-        raise ValueError(
-            f"{dataset}: no split {split!r}; it has {sorted(manifest['counts']['slices'])}"
-        )
-    table = pq.read_table(folder)
-    n = table.num_rows
-    if n == 0:
-        raise ValueError(f"{dataset}: split {split!r} has no slices")
-    if limit is not None and n > limit:
-        idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-        table = table.take(idx)
-    size = int(manifest["image_size"])
-    stored = list(manifest["phases"][1:])
-    b = decode(
-        table, {"pre": (size, size), "post": (len(stored), size, size), "mask": (size, size)}
-    )
+    b, table = read_slices(dataset, split, limit, seed)
+    stored = list(load_manifest(dataset)["phases"][1:])
     return Pairs(
         b["pre"].copy(),
         b["post"].copy(),

@@ -72,6 +72,56 @@ def _split(feats: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
     return [[f[:n] for f in d] for d in feats], [[f[n:] for f in d] for d in feats]
 
 
+class GanStep:
+    """One pix2pixHD update on a batch: the D step, then the G step (LSGAN + feature matching +
+    VGG19 perceptual). Owns the optimisers and the perceptual network; G and D may be DDP
+    wrapped. Shared by the Ray Train loop and the Ray-free baseline of ``dcectl bench sweep``.
+    """
+
+    def __init__(
+        self, G: torch.nn.Module, D: torch.nn.Module, cfg: TrainConfig, device, vgg_weights=None
+    ) -> None:
+        self.G, self.D, self.cfg = G, D, cfg
+        self.perceptual = None
+        if cfg.loss.lambda_per > 0:
+            net = vgg19_features(Path(vgg_weights) if vgg_weights else None)
+            self.perceptual = PerceptualLoss(net).to(device)
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"
+        )
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """→ detached float losses: d, g, adv, fm, per and the L1 of the generated batch."""
+        G, D, cfg, n = self.G, self.D, self.cfg, x.shape[0]
+        with self.autocast:
+            fake = G(x)
+            # D step: real pairs → 1, generated pairs → 0 (LSGAN)
+            feats = D(torch.cat([torch.cat([x, fake.detach()], 1), torch.cat([x, y], 1)]))
+            d_fake, d_real = _split(feats, n)
+            loss_d = 0.5 * (lsgan_loss(d_fake, False) + lsgan_loss(d_real, True))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        with self.autocast:
+            # G step: fool D, match D's features of real pairs, match VGG19 features
+            feats = D(torch.cat([torch.cat([x, fake], 1), torch.cat([x, y], 1)]))
+            g_fake, g_real = _split(feats, n)
+            adv = lsgan_loss(g_fake, True)
+            fm = feature_matching_loss(g_fake, g_real, cfg.model.n_layers_d)
+            per = (
+                self.perceptual(fake.float(), y)
+                if self.perceptual is not None
+                else fake.new_zeros(())
+            )
+            loss_g = cfg.loss.lambda_adv * adv + cfg.loss.lambda_fm * fm + cfg.loss.lambda_per * per
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return torch.stack([loss_d, loss_g, adv, fm, per, (fake - y).abs().mean()]).detach().float()
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -86,15 +136,9 @@ def train_loop_per_worker(config: dict) -> None:
     # --- models, wrapped in DDP by Ray Train ----------------------------------------------
     G = ray.train.torch.prepare_model(build_generator(cfg))
     D = ray.train.torch.prepare_model(build_discriminator(cfg))
-    perceptual = None
-    if cfg.loss.lambda_per > 0:
-        weights = config.get("vgg_weights")  # verified by the driver; None: vgg19_random
-        perceptual = PerceptualLoss(vgg19_features(Path(weights) if weights else None)).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"
-    )
+    # vgg_weights: verified by the driver; None: vgg19_random
+    step = GanStep(G, D, cfg, device, config.get("vgg_weights"))
+    opt_g, opt_d = step.opt_g, step.opt_d
 
     # --- resume: Ray hands back the last reported checkpoint after a failure or --resume ----
     start = 0
@@ -131,44 +175,18 @@ def train_loop_per_worker(config: dict) -> None:
         batches = shard.iter_torch_batches(
             batch_size=cfg.batch_size, collate_fn=model_range_collate(str(device))
         )
-        for step, batch in enumerate(batches):
+        for step_i, batch in enumerate(batches):
             rotate(batch, cfg.rotate_p, gen)
             x, y = model_io(batch["pre"], batch["post"], cfg)
             n = x.shape[0]
-            with autocast:
-                fake = G(x)
-                # D step: real pairs → 1, generated pairs → 0 (LSGAN)
-                feats = D(torch.cat([torch.cat([x, fake.detach()], 1), torch.cat([x, y], 1)]))
-                d_fake, d_real = _split(feats, n)
-                loss_d = 0.5 * (lsgan_loss(d_fake, False) + lsgan_loss(d_real, True))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()  # DDP all-reduces D's gradients here
-            opt_d.step()
-            with autocast:
-                # G step: fool D, match D's features of real pairs, match VGG19 features
-                feats = D(torch.cat([torch.cat([x, fake], 1), torch.cat([x, y], 1)]))
-                g_fake, g_real = _split(feats, n)
-                adv = lsgan_loss(g_fake, True)
-                fm = feature_matching_loss(g_fake, g_real, cfg.model.n_layers_d)
-                per = perceptual(fake.float(), y) if perceptual is not None else fake.new_zeros(())
-                loss_g = (
-                    cfg.loss.lambda_adv * adv + cfg.loss.lambda_fm * fm + cfg.loss.lambda_per * per
-                )
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            if fault.get("nan_at") == [epoch, step]:
-                loss_g = loss_g * float("nan")  # fault injection (tests): a diverged step
-            vals = (
-                torch.stack([loss_d, loss_g, adv, fm, per, (fake - y).abs().mean()])
-                .detach()
-                .float()
-            )
+            vals = step(x, y)  # D step then G step; DDP all-reduces gradients in backward
+            if fault.get("nan_at") == [epoch, step_i]:
+                vals[1] = float("nan")  # fault injection (tests): a diverged step
             bad = torch.tensor([0.0 if torch.isfinite(vals).all() else 1.0], device=device)
             if world > 1:
                 dist.all_reduce(bad)  # every worker stops together, or DDP would hang
             if bad.item():
-                stop = {"epoch": epoch + 1, "nan_step": step, "stopped": "nan"}
+                stop = {"epoch": epoch + 1, "nan_step": step_i, "stopped": "nan"}
                 if hook is not None and rank == 0:
                     stop.update(hook(stop, val))  # a sweep needs its objective in every report
                 if rank == 0:
@@ -238,4 +256,10 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
-__all__ = ["build_discriminator", "build_generator", "model_io", "train_loop_per_worker"]
+__all__ = [
+    "GanStep",
+    "build_discriminator",
+    "build_generator",
+    "model_io",
+    "train_loop_per_worker",
+]

@@ -83,18 +83,37 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return TrainConfig.model_validate(yaml.safe_load(path.read_text()))
 
 
-def _val_subset(cfg: TrainConfig, manifest: dict) -> dict:
-    from dcesynth.data.dataset import decode, read_split
+def val_subset(cfg: TrainConfig, manifest: dict) -> dict:
+    """The first ``val_slices`` validation slices, read on the driver (no Ray Data start-up)."""
+    from dcesynth.data.dataset import read_slices
 
-    size = manifest["image_size"]
-    stored = manifest["phases"][1:]
-    shapes = {"pre": (size, size), "post": (len(stored), size, size), "mask": (size, size)}
-    table = read_split(cfg.dataset, "val", transform=False).take_batch(
-        cfg.val_slices, batch_format="pyarrow"
-    )
-    b = decode(table, shapes)
-    idx = [stored.index(p) for p in cfg.phases]
+    b, _ = read_slices(cfg.dataset, "val", cfg.val_slices)
+    idx = [manifest["phases"][1:].index(p) for p in cfg.phases]
     return {"pre": b["pre"].copy(), "post": b["post"][:, idx].copy()}
+
+
+# A training split this small (parquet bytes) is read once on the driver and handed to Ray as
+# one in-memory block: no read tasks to start (seconds each epoch on a small machine, longer
+# than a phantom epoch's training), and each epoch re-streams it without re-reading. Larger
+# splits stream from parquet every epoch.
+IN_MEMORY_BYTES = 512 * 2**20
+
+
+def train_split(cfg: TrainConfig, manifest: dict):
+    """The training split as Ray Data, uint8, phases selected (rotation is the loop's)."""
+    import ray.data
+    from ray.data.block import BlockAccessor
+
+    from dcesynth.data.dataset import TrainTransform, read_slices, read_split
+
+    files = (Path(cfg.dataset) / "slices" / "train").glob("*.parquet")
+    if sum(f.stat().st_size for f in files) > IN_MEMORY_BYTES:
+        return read_split(cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False)
+    slices, _ = read_slices(cfg.dataset, "train")
+    transform = TrainTransform(list(cfg.phases), manifest["phases"][1:], rotate_p=0.0)
+    batch = transform(slices, scale=False)
+    del batch["rotated"]
+    return ray.data.from_blocks([BlockAccessor.batch_to_block(batch)])
 
 
 def train(
@@ -126,7 +145,6 @@ def train(
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from dcesynth.cluster import init_ray
-    from dcesynth.data.dataset import read_split
     from dcesynth.training.loop import train_loop_per_worker
     from dcesynth.weights import VGG19_IMAGENET, resolve
 
@@ -150,7 +168,7 @@ def train(
         train_loop_config={
             "cfg": cfg.model_dump(mode="json"),
             "run_dir": str(run_dir),
-            "val": _val_subset(cfg, manifest),
+            "val": val_subset(cfg, manifest),
             "vgg_weights": vgg,
             "fault": fault,
             "metrics_hook": metrics_hook,
@@ -167,11 +185,7 @@ def train(
             callbacks=[TuneReportCallback()] if report_to_tune else None,
         ),
         # rotation happens in the loop (seeded per epoch); uint8 crosses the object store
-        datasets={
-            "train": read_split(
-                cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False
-            )
-        },
+        datasets={"train": train_split(cfg, manifest)},
     )
     trainer.fit()
     metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class AnchoredSameHook:
 class SweepResult:
     path: Path
     trials: list[dict]
+    seconds: dict[str, float]  # wall time of the trials (Tune) and of the final ranking
 
 
 def _decode(space: SearchSpace, config: dict) -> dict[str, Any]:
@@ -290,7 +292,9 @@ def sweep(
                 verbose=(1 if interactive() else 0) if verbose is None else verbose,
             ),
         )
+    t0 = time.perf_counter()
     grid = tuner.fit()
+    t1 = time.perf_counter()
     trials = []
     for r in grid:
         name = Path(r.path).name
@@ -306,4 +310,5 @@ def sweep(
         )
     trials.sort(key=lambda t: t["trial"])
     rank(space, sweep_dir, trials)
-    return SweepResult(sweep_dir, trials)
+    seconds = {"trials": t1 - t0, "ranking": time.perf_counter() - t1}
+    return SweepResult(sweep_dir, trials, seconds)
