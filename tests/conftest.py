@@ -29,6 +29,20 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def tiny_training() -> dict:
+    """Training settings shared by the end-to-end tests: the smallest pix2pixHD that still runs
+    every stage (seconds per epoch on 32² phantom slices). Tests add dataset, epochs, workers."""
+    return {
+        "batch_size": 4,
+        "checkpoint_every": 1,
+        "val_slices": 8,
+        "max_failures": 0,
+        "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
+        "loss": {"perceptual_network": "vgg19_random"},
+    }
+
+
 SOURCE_CFG = PhantomConfig(
     cases=4,
     matrix=48,

@@ -82,3 +82,9 @@ def test_dependency_direction(layer: str) -> None:
             assert dep == layer or LAYER[dep] < LAYER[layer], (
                 f"{f.relative_to(ROOT)} imports dcesynth.{dep}, which sits above or beside it"
             )
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in PKG.glob("*.py")))
+def test_top_level_modules_sit_below_every_stage(module: str) -> None:
+    # config, cluster, weights, progress: shared by every stage, so they import none of them
+    assert not _imports(PKG / module) & set(LAYER), f"dcesynth/{module} imports a stage"

@@ -35,7 +35,7 @@ PHASES = (1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def run(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
+def run(ray_session, phantom_source: Path, tmp_path_factory, tiny_training: dict) -> Path:
     root = tmp_path_factory.mktemp("eval")
     split = {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}}
     icfg = IngestConfig(image_size=32, phases=PHASES, split=split)
@@ -50,12 +50,7 @@ def run(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
             "phases": PHASES,
             "epochs": 2,
             "workers": 2,
-            "batch_size": 4,
-            "checkpoint_every": 1,
-            "val_slices": 8,
-            "max_failures": 0,
-            "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
-            "loss": {"perceptual_network": "vgg19_random"},
+            **tiny_training,
         },
     )
     return train(cfg).run_dir

@@ -7,6 +7,7 @@ checkpoints, resume and the NaN stop work.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,30 +31,24 @@ def dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
     return out
 
 
-def tiny(data: Path, runs: Path, name: str, **over) -> TrainConfig:
-    base = {
-        "dataset": str(data),
-        "runs_dir": str(runs),
-        "name": name,
-        "phases": (1,),
-        "epochs": 3,
-        "workers": 2,
-        "batch_size": 4,
-        "checkpoint_every": 1,
-        "val_slices": 8,
-        "max_failures": 0,
-        "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
-        "loss": {"perceptual_network": "vgg19_random"},
-    }
-    return build_config(TrainConfig, None, {**base, **over})
+@pytest.fixture
+def tiny(dataset: Path, tmp_path: Path, tiny_training: dict) -> Callable[..., TrainConfig]:
+    """name, **overrides → a 3-epoch, 2-worker phase-1 run in tmp_path."""
+
+    def make(name: str, **over) -> TrainConfig:
+        base = {**tiny_training, "dataset": str(dataset), "runs_dir": str(tmp_path)}
+        base |= {"name": name, "phases": (1,), "epochs": 3, "workers": 2}
+        return build_config(TrainConfig, None, {**base, **over})
+
+    return make
 
 
 def _epochs(run: Path) -> list[int]:
     return [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_trains_checkpoints_and_reloads(dataset: Path, tmp_path: Path) -> None:
-    cfg = tiny(dataset, tmp_path, "run")
+def test_trains_checkpoints_and_reloads(tiny, tmp_path: Path) -> None:
+    cfg = tiny("run")
     res = train(cfg)
     l1 = [m["train_l1"] for m in res.metrics]
     assert res.epochs_done == 3 and len(l1) == 3
@@ -76,15 +71,15 @@ def test_trains_checkpoints_and_reloads(dataset: Path, tmp_path: Path) -> None:
         train(cfg)
 
 
-def test_worker_crash_is_retried_from_the_last_checkpoint(dataset: Path, tmp_path: Path) -> None:
-    cfg = tiny(dataset, tmp_path, "crash", max_failures=1)
+def test_worker_crash_is_retried_from_the_last_checkpoint(tiny, tmp_path: Path) -> None:
+    cfg = tiny("crash", max_failures=1)
     res = train(cfg, fault={"crash_at_epoch": 2, "marker": str(tmp_path / "crashed")})
     assert (tmp_path / "crashed").exists()  # the fault did fire
     assert res.epochs_done == 3 and _epochs(res.run_dir) == [1, 2, 3]  # no epoch twice
 
 
-def test_killed_run_resumes_to_the_same_epoch_count(dataset: Path, tmp_path: Path) -> None:
-    cfg = tiny(dataset, tmp_path, "killed", max_failures=0)
+def test_killed_run_resumes_to_the_same_epoch_count(tiny, tmp_path: Path) -> None:
+    cfg = tiny("killed", max_failures=0)
     with pytest.raises(Exception):  # noqa: B017 - Ray's error type for a failed run
         train(cfg, fault={"crash_at_epoch": 2, "marker": str(tmp_path / "killed.marker")})
     run = tmp_path / "killed"
@@ -94,8 +89,8 @@ def test_killed_run_resumes_to_the_same_epoch_count(dataset: Path, tmp_path: Pat
     assert res.epochs_done == 3 and _epochs(run) == [1, 2, 3]
 
 
-def test_nan_loss_stops_with_epoch_step_and_last_checkpoint(dataset: Path, tmp_path: Path) -> None:
-    cfg = tiny(dataset, tmp_path, "nan")
+def test_nan_loss_stops_with_epoch_step_and_last_checkpoint(tiny, tmp_path: Path) -> None:
+    cfg = tiny("nan")
     with pytest.raises(
         TrainingError, match=r"NaN loss at epoch 2, step 1; last good checkpoint: .*epoch_001"
     ):
@@ -114,8 +109,8 @@ def test_nan_loss_stops_with_epoch_step_and_last_checkpoint(dataset: Path, tmp_p
         ),
     ],
 )
-def test_bad_inputs_fail_before_ray(dataset: Path, tmp_path: Path, over: dict, needle: str) -> None:
-    cfg = tiny(dataset, tmp_path, "bad", **over)
+def test_bad_inputs_fail_before_ray(tiny, tmp_path: Path, over: dict, needle: str) -> None:
+    cfg = tiny("bad", **over)
     with pytest.raises(ConfigError, match=needle):
         train(cfg)
     assert not (tmp_path / "bad").exists()

@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -30,16 +32,7 @@ from dcesynth.tuning.sweep import sweep
 
 pytestmark = pytest.mark.slow
 
-BASE = {
-    "epochs": 2,
-    "workers": 1,
-    "batch_size": 4,
-    "checkpoint_every": 1,
-    "val_slices": 8,
-    "max_failures": 0,
-    "model": {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8},
-    "loss": {"perceptual_network": "vgg19_random"},
-}
+BASE = {"epochs": 2, "workers": 1}
 EVAL = {"metrics": ["mae", "mse", "ssim"], "same_metrics": ["ssim", "mae", "mse"], "device": "cpu"}
 
 
@@ -56,11 +49,17 @@ def dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
     return out
 
 
-def _space_file(tmp: Path, dataset: Path, name: str, lrs: list[float], **extra) -> Path:
+@pytest.fixture
+def space_file(tmp_path: Path, dataset: Path, tiny_training: dict) -> Callable[..., Path]:
+    """name, learning rates (a grid), **top-level keys → a search-space file in tmp_path."""
+    return partial(_space_file, tmp_path, dataset, {**tiny_training, **BASE})
+
+
+def _space_file(tmp: Path, dataset: Path, base: dict, name: str, lrs: list[float], **extra) -> Path:
     data = {
         "name": name,
         "storage_path": str(tmp / "sweeps"),
-        "base": {**BASE, "dataset": str(dataset)},
+        "base": {**base, "dataset": str(dataset)},
         "parameters": {"lr": {"distribution": "grid", "values": lrs}},
         "searcher": {"type": "grid"},
         "num_samples": 1,
@@ -84,14 +83,12 @@ def _dcectl(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500, **kw)
 
 
-def test_sweep_asha_failure_ranking_and_best_config(dataset: Path, tmp_path: Path) -> None:
+def test_sweep_asha_failure_ranking_and_best_config(space_file, tmp_path: Path) -> None:
     # In this process, on the session's Ray (fault injection is a Python argument). Grid order:
     # 2e-3 crashes whenever it starts epoch 2 (retried once from its epoch-1 checkpoint, then
     # recorded as failed); 1e-9, far too small, is stopped by ASHA after epoch 1; 1e-3 then
     # runs to the end.
-    path = _space_file(
-        tmp_path,
-        dataset,
+    path = space_file(
         "asha",
         [2e-3, 1e-9, 1e-3],
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
@@ -134,10 +131,8 @@ def test_sweep_asha_failure_ranking_and_best_config(dataset: Path, tmp_path: Pat
     assert status.exit_code == 0 and "finished" in status.output
 
 
-def test_killed_sweep_resumes_without_rerunning_finished_trials(
-    dataset: Path, tmp_path: Path
-) -> None:
-    path = _space_file(tmp_path, dataset, "resume", [2e-3, 1e-3, 5e-4], scheduler={"type": "none"})
+def test_killed_sweep_resumes_without_rerunning_finished_trials(space_file, tmp_path: Path) -> None:
+    path = space_file("resume", [2e-3, 1e-3, 5e-4], scheduler={"type": "none"})
     sweep_dir = tmp_path / "sweeps" / "resume"
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "CI": "1"}
     proc = subprocess.Popen(
@@ -184,9 +179,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     ],
 )
 def test_unusable_space_fails_before_any_trial(
-    dataset: Path, tmp_path: Path, base: dict, needle: str
+    space_file, tmp_path: Path, base: dict, needle: str
 ) -> None:
-    path = _space_file(tmp_path, dataset, "bad", [1e-3])
+    path = space_file("bad", [1e-3])
     data = yaml.safe_load(path.read_text())
     data["base"].update(base)
     path.write_text(yaml.safe_dump(data))
