@@ -15,6 +15,16 @@ from dcesynth.cli.phantom import DEFAULT_WORKERS
 app = typer.Typer(help="Benchmarks: speed and memory figures (not tests).", no_args_is_help=True)
 
 
+def _table(title: str, columns: tuple[str, ...]):
+    """A rich table of right-aligned figures."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="right")
+    return t
+
+
 def _parse_size(text: str) -> tuple[int, int, int]:
     try:
         cases, matrix, slices = (int(v) for v in text.lower().split("x"))
@@ -55,20 +65,13 @@ def bench_phantom(
 ) -> None:
     """Time and peak memory to generate phantom cohorts (default: 24×64²×24 and 4×512²×160)."""
     from rich.console import Console
-    from rich.table import Table
 
     with user_errors():
         parsed = [_parse_size(s) for s in (sizes or ["24x64x24", "4x512x160"])]
-    table = Table(title=f"phantom generation, {workers} worker process(es), DICOM + NIfTI")
-    for col in (
-        "cases",
-        "grid",
-        "wall (s)",
-        "s / case",
-        "peak RSS / process (MiB)",
-        "on disk (MiB)",
-    ):
-        table.add_column(col, justify="right")
+    table = _table(
+        f"phantom generation, {workers} worker process(es), DICOM + NIfTI",
+        ("cases", "grid", "wall (s)", "s / case", "peak RSS / process (MiB)", "on disk (MiB)"),
+    )
     ctx = mp.get_context("spawn")  # a fresh process per cohort: peak RSS is that cohort's alone
     for size in parsed:
         target = out / f"{size[0]}x{size[1]}x{size[2]}"
@@ -108,7 +111,6 @@ def bench_ingest(
     """Ingest + streaming vs the study's PNG-per-slice way, side by side on one cohort."""
     import ray
     from rich.console import Console
-    from rich.table import Table
 
     from dcesynth.cluster import init_ray
     from dcesynth.data.ingest import IngestConfig, ingest
@@ -146,12 +148,11 @@ def bench_ingest(
     ray.shutdown()
     size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) / 2**20  # noqa: E731
 
-    t = Table(
-        title=f"{cases} cases × {matrix}² × {slices} slices, pre + {len(phases)} post phases, "
-        f"{workers} CPUs"
+    t = _table(
+        f"{cases} cases × {matrix}² × {slices} slices, pre + {len(phases)} post phases, "
+        f"{workers} CPUs",
+        ("", "dcesynth", "study's way", "ratio (ours / study)"),
     )
-    for col in ("", "dcesynth", "study's way", "ratio (ours / study)"):
-        t.add_column(col, justify="right")
     prep = [
         ("prepare: cases/s", cases / res.wall_s, cases / study.wall_s),
         ("prepare: slices/s", n_slices / res.wall_s, study.rate),
@@ -184,17 +185,15 @@ def bench_metrics(
 ) -> None:
     """Pairs/s of the batched paired metrics vs scikit-image/torchmetrics one pair at a time."""
     from rich.console import Console
-    from rich.table import Table
 
     from dcesynth.evaluation.bench import bench_metrics as run
 
     with user_errors():
         rows = run(pairs, size, batch, device)
-    table = Table(
-        title=f"paired metrics, {pairs} pairs of {size}², ours on {device}, batch {batch}"
+    table = _table(
+        f"paired metrics, {pairs} pairs of {size}², ours on {device}, batch {batch}",
+        ("metric", "ours (pairs/s)", "reference (pairs/s)", "ratio", "max |Δ|"),
     )
-    for col in ("metric", "ours (pairs/s)", "reference (pairs/s)", "ratio", "max |Δ|"):
-        table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             r["metric"],
@@ -222,7 +221,6 @@ def bench_sweep(
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from dcesynth.data.ingest import IngestConfig, ingest
     from dcesynth.data.phantom import PhantomConfig, generate_cohort
@@ -247,12 +245,11 @@ def bench_sweep(
         r = run(sp, dataset, out, trials, epochs)
     r["ray_start"] = ray_start
     plain = sum(r["plain"])
-    t = Table(
-        title=f"{trials} trials × {epochs} epochs, {cases} phantom cases at {matrix}², one trial "
-        f"at a time, {sp.base.workers} worker(s) each, CPU"
+    t = _table(
+        f"{trials} trials × {epochs} epochs, {cases} phantom cases at {matrix}², one trial "
+        f"at a time, {sp.base.workers} worker(s) each, CPU",
+        ("", "seconds", "per trial", "ratio to no Ray"),
     )
-    for col in ("", "seconds", "per trial", "ratio to no Ray"):
-        t.add_column(col, justify="right")
     rows = [
         ("without Ray (same steps, 1 torch thread per worker)", plain),
         ("through Tune + Train (trials)", r["tune"]),
