@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from dcesynth.cli.app import app
 from dcesynth.config import ConfigError
 from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.tuning import sweep as sweep_module
 from dcesynth.tuning.space import load_space
 from dcesynth.tuning.sweep import sweep
 
@@ -83,8 +84,11 @@ def _dcectl(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500, **kw)
 
 
-def test_sweep_asha_failure_ranking_and_best_config(space_file, tmp_path: Path) -> None:
-    # In this process, on the session's Ray (fault injection is a Python argument). Grid order:
+def test_sweep_asha_failure_ranking_and_best_config(
+    space_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dcectl sweep` in this process, on the session's Ray, with a fault injected into the
+    # library call behind it (a Python argument, not a user option). Grid order:
     # 2e-3 crashes whenever it starts epoch 2 (retried once from its epoch-1 checkpoint, then
     # recorded as failed); 1e-9, far too small, is stopped by ASHA after epoch 1; 1e-3 then
     # runs to the end.
@@ -95,9 +99,11 @@ def test_sweep_asha_failure_ranking_and_best_config(space_file, tmp_path: Path) 
         max_failures=1,
     )
     fault = {"params": {"lr": 2e-3}, "train": {"always_crash": 2}}
-    result = sweep(load_space(path), fault=fault, verbose=0)
+    monkeypatch.setattr(sweep_module, "sweep", partial(sweep_module.sweep, fault=fault))
+    out = CliRunner().invoke(app, ["sweep", str(path)])
+    assert out.exit_code == 0, out.output
     sweep_dir = tmp_path / "sweeps" / "asha"
-    assert result.path == sweep_dir
+    assert f"results: {sweep_dir / 'sweep_results.csv'}" in out.output.replace("\n", "")
     rows = {r["lr"]: r for r in csv.DictReader((sweep_dir / "sweep_results.csv").open())}
     assert set(rows) == {"0.002", "1e-09", "0.001"}
     assert rows["0.002"]["status"] == "failed" and rows["0.002"]["epochs"] == "1"
