@@ -32,7 +32,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     Does nothing when Ray is already initialised in this process.
 
     Args:
-        address: a cluster (``auto``, ``host:port`` or ``ray://…``); None starts a local one.
+        address: a cluster (``auto``, ``host:port`` or ``ray://…``); None: ``RAY_ADDRESS``
+            if set (as in a Ray job), else a new local instance.
         num_cpus: logical CPUs of a local instance (ignored when joining a cluster).
         kwargs: passed to ``ray.init`` (``log_to_driver``, ``include_dashboard``…).
     """
@@ -44,6 +45,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")  # e.g. set by `ray job submit`
     if address:
         ray.init(address=address, **kwargs)
         return
