@@ -99,21 +99,29 @@ def val_subset(cfg: TrainConfig, manifest: dict) -> dict:
 IN_MEMORY_BYTES = 512 * 2**20
 
 
+def train_arrays(cfg: TrainConfig, manifest: dict) -> dict:
+    """The whole training split in memory, as the loop's batches hold it: uint8 ``pre``
+    (N, 1, S, S), ``post`` (N, P, S, S) of the run's phases, ``mask``, ``slice_index``."""
+    from dcesynth.data.dataset import TrainTransform, read_slices
+
+    slices, _ = read_slices(cfg.dataset, "train")
+    transform = TrainTransform(list(cfg.phases), manifest["phases"][1:], rotate_p=0.0)
+    batch = transform(slices, scale=False)
+    del batch["rotated"]
+    return batch
+
+
 def train_split(cfg: TrainConfig, manifest: dict):
     """The training split as Ray Data, uint8, phases selected (rotation is the loop's)."""
     import ray.data
     from ray.data.block import BlockAccessor
 
-    from dcesynth.data.dataset import TrainTransform, read_slices, read_split
+    from dcesynth.data.dataset import read_split
 
     files = (Path(cfg.dataset) / "slices" / "train").glob("*.parquet")
     if sum(f.stat().st_size for f in files) > IN_MEMORY_BYTES:
         return read_split(cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False)
-    slices, _ = read_slices(cfg.dataset, "train")
-    transform = TrainTransform(list(cfg.phases), manifest["phases"][1:], rotate_p=0.0)
-    batch = transform(slices, scale=False)
-    del batch["rotated"]
-    return ray.data.from_blocks([BlockAccessor.batch_to_block(batch)])
+    return ray.data.from_blocks([BlockAccessor.batch_to_block(train_arrays(cfg, manifest))])
 
 
 def train(

@@ -6,8 +6,9 @@ The same N trainings, side by side in one process:
   ``TorchTrainer`` with one worker streaming the split through Ray Data, the per-epoch anchored
   SAMe, a checkpoint per epoch), then the population-SAMe ranking, timed apart;
 - one after another without Ray: the same :class:`~dcesynth.training.loop.GanStep` on the same
-  slices (read with pyarrow into memory), the same per-epoch validation and objective, the
-  same checkpoint and sample image per epoch, on as many torch threads as a trial's worker has.
+  slices (``train_arrays``, the trials' in-memory split), the same per-epoch validation and
+  objective, the same checkpoint and sample image per epoch, on as many torch threads as a
+  trial's worker has.
 
 The trials differ only in the learning rate (a grid), so both sides do identical work.
 """
@@ -50,7 +51,6 @@ def bench_space(space: SearchSpace, dataset: Path, out: Path, trials: int, epoch
 def plain_training(cfg, hook, run_dir: Path) -> None:
     """One trial's training without Ray (see the module docstring)."""
     from dcesynth.data.dataset import load_manifest, to_model_range
-    from dcesynth.evaluation.scoring import read_pairs
     from dcesynth.training.config import learning_rate
     from dcesynth.training.loop import (
         GanStep,
@@ -59,14 +59,13 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
         model_io,
         rotate,
     )
-    from dcesynth.training.run import val_subset
+    from dcesynth.training.run import train_arrays, val_subset
     from dcesynth.training.validation import validation_metrics, write_samples
 
     device = torch.device("cpu")
     torch.manual_seed(cfg.seed)
     manifest = load_manifest(cfg.dataset)
-    idx = [manifest["phases"][1:].index(p) for p in cfg.phases]
-    train, val = read_pairs(cfg.dataset, "train"), val_subset(cfg, manifest)
+    train, val = train_arrays(cfg, manifest), val_subset(cfg, manifest)
     G, D = build_generator(cfg), build_discriminator(cfg)
     step = GanStep(G, D, cfg, device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -76,10 +75,8 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
                 group["lr"] = learning_rate(epoch, cfg)
         gen = torch.Generator().manual_seed(hash((cfg.seed, epoch, 0)) % 2**31)
         G.train()
-        for i in range(0, len(train.pre), cfg.batch_size):
-            sl = slice(i, i + cfg.batch_size)
-            raw = {"pre": train.pre[sl, None], "post": train.post[sl][:, idx]}
-            batch = to_model_range({**raw, "mask": train.mask[sl, None]})
+        for i in range(0, len(train["pre"]), cfg.batch_size):
+            batch = to_model_range({k: v[i : i + cfg.batch_size] for k, v in train.items()})
             rotate(batch, cfg.rotate_p, gen)
             step(*model_io(batch["pre"], batch["post"], cfg))
         metrics = validation_metrics(G, val, cfg, device)

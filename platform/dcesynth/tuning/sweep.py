@@ -98,7 +98,7 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
     """
     from ray import tune
 
-    from dcesynth.training.run import train
+    from dcesynth.training.run import checkpoint_dirs, train
 
     space = SearchSpace.model_validate(space_json)
     name = tune.get_context().get_trial_name()
@@ -106,7 +106,7 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
     runs = Path(sweep_dir) / "runs"
     cfg = space.trial_config(params, name, runs)
     run_dir = runs / name
-    resume = any((run_dir / "checkpoints").glob("epoch_*/state.pt"))
+    resume = bool(checkpoint_dirs(run_dir))
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # died before its first checkpoint: start clean
     runs.mkdir(parents=True, exist_ok=True)
