@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from typing import Any
 
@@ -65,3 +66,17 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     started = ray.get_runtime_context().gcs_address
     if started != here:  # a Ray without the port variable: lookups may still be ambiguous
         log.warning("local Ray started at %s, not the requested %s", started, here)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:")
+
+
+def error_line(error: str | None) -> str:
+    """The root cause of a task's or trial's error in one line: Ray wraps a worker's exception
+    in RayTaskError/WorkerGroupError text, whose first line names only the actor."""
+    if not error:
+        return ""
+    lines = [ln.strip() for ln in _ANSI.sub("", error).splitlines() if ln.strip()]
+    raised = [ln for ln in lines if _RAISED.match(ln)]
+    return (raised[-1] if raised else lines[0])[:300]

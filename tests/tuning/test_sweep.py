@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dcesynth.tuning.ranking import error_line
+from dcesynth.cluster import error_line
 from dcesynth.tuning.sweep import _finished_report
 
 

@@ -16,6 +16,7 @@ from dcesynth.cli import (
     evaluate,
     ingest,
     phantom,
+    segment,
     sweep,
     train,
     weights,
@@ -32,6 +33,7 @@ app.command("ingest")(ingest.ingest)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
 app.command("sweep")(sweep.sweep)
+app.command("segment")(segment.segment)
 app.command("select")(evaluate.select)
 app.command("synthesize")(evaluate.synthesize)
 app.command("evaluate")(evaluate.evaluate)

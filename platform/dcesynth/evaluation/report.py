@@ -219,5 +219,37 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
         + ", ".join(LABEL.get(m, m) for m in metrics)
         + " — mean ± std over slice pairs on the [0, 255] scale (see the README)."
     )
+    for f in sorted((report / SECTIONS).glob("*.md")):  # added by later stages
+        parts.append(_section(f.stem, f.read_text()))
     atomic_write_text(report / "report.md", "\n".join(parts) + "\n")
     return report / "report.md"
+
+
+SECTIONS = "sections"
+
+
+def _section(key: str, text: str) -> str:
+    return f"<!-- section:{key} -->\n{text.rstrip()}\n<!-- /section:{key} -->"
+
+
+def add_section(report: Path, key: str, text: str) -> Path:
+    """Add (or replace) a section of ``report.md`` from a later stage (segmentation, trust).
+
+    The text is kept in ``report/sections/<key>.md``, so the section survives a later
+    ``dcectl evaluate``, and spliced into ``report.md`` between its markers now.
+    """
+    import re
+
+    report = Path(report)
+    atomic_write_text(report / SECTIONS / f"{key}.md", text)
+    md = report / "report.md"
+    old = md.read_text() if md.is_file() else ""
+    block = _section(key, text)
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(key)} -->.*?<!-- /section:{re.escape(key)} -->", re.S
+    )
+    new = (
+        pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    )
+    atomic_write_text(md, new.lstrip() + "\n")
+    return md

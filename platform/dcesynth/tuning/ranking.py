@@ -18,9 +18,9 @@ import io
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
+from dcesynth.cluster import error_line
 from dcesynth.config import atomic_write_text, to_yaml
 from dcesynth.tuning.space import SearchSpace
 
@@ -31,20 +31,6 @@ def _status(trial: dict, epochs: int) -> str:
     if trial["error"]:
         return "failed"
     return "completed" if trial["epochs"] >= epochs else "stopped early"
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:")
-
-
-def error_line(error: str | None) -> str:
-    """The root cause of a trial's error in one line: Ray wraps a worker's exception in
-    RayTaskError/WorkerGroupError text, whose first line names only the actor."""
-    if not error:
-        return ""
-    lines = [ln.strip() for ln in _ANSI.sub("", error).splitlines() if ln.strip()]
-    raised = [ln for ln in lines if _RAISED.match(ln)]
-    return (raised[-1] if raised else lines[0])[:300]
 
 
 def _short(v) -> str:

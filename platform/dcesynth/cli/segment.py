@@ -1,0 +1,89 @@
+"""`dcectl segment CONFIG.yaml [key=value …]`, `--resume DIR` and `dcectl segment status DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcesynth.cli.errors import user_errors
+
+
+def segment(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="SegmentConfig YAML (jobs/configs/segment_*.yaml), or `status`."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value (e.g. folds=2 sets=[A,B]); with `status`: the study folder."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue this study folder; finished folds are kept.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster: auto, host:6379 (default: local).")
+    ] = None,
+) -> None:
+    """The segmentation study (Table 3): nnU-Net folds per training set as Ray tasks."""
+    from dcesynth.config import ConfigError, build_config, parse_overrides
+    from dcesynth.segmentation.config import SegmentConfig
+
+    if target == "status":
+        with user_errors():
+            if len(overrides or []) != 1:
+                raise ConfigError("usage: dcectl segment status STUDY_DIR")
+            _print_status(Path(overrides[0]))
+        return
+    from dcesynth.segmentation.run import run_study
+
+    with user_errors():
+        if resume is not None:
+            if target is not None or overrides:
+                raise ConfigError(
+                    "--resume takes the study's saved config.yaml; give no other settings"
+                )
+            cfg = build_config(SegmentConfig, resume / "config.yaml")
+            if cfg.study_dir.resolve() != resume.resolve():
+                raise ConfigError(
+                    f"{resume}/config.yaml describes the study {cfg.study_dir}, not {resume}"
+                )
+        elif target is None:
+            raise ConfigError(
+                "usage: dcectl segment CONFIG.yaml [key=value …] | --resume DIR | status DIR"
+            )
+        else:
+            cfg = build_config(SegmentConfig, target, parse_overrides(overrides or []))
+        res = run_study(cfg, resume=resume is not None, address=address)
+    _print_status(res.path)
+    out = res.path / "results"
+    typer.echo(f"table: {out / 'table3.md'}; figure: {out / 'table3.png'}")
+    if res.failures:
+        raise typer.Exit(code=1)
+
+
+def _print_status(folder: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dcesynth.segmentation.status import study_status
+
+    st = study_status(folder)
+    con = Console(width=160)
+    con.print(
+        f"[bold]study {st['name']}[/]: {st['prepared']}/{st['cases']} cases prepared; "
+        f"{st['folds_done']}/{st['folds_total']} folds trained; "
+        f"{st['predictions_done']}/{st['predictions_total']} predictions; "
+        + ("results written" if st["results"] else "no results yet")
+    )
+    table = Table(title="training sets")
+    for col in ("set", "plan", "folds", "predictions"):
+        table.add_column(col)
+    for s in st["sets"]:
+        table.add_row(s["set"], s["plan"], s["folds"], s["predictions"])
+    con.print(table)
+    if st["table3"]:
+        con.print(st["table3"])
