@@ -149,3 +149,30 @@ def test_unknown_checkpoint_and_split_name_what_exists(run: Path) -> None:
         Run.open(run).checkpoint(7)
     with pytest.raises(ValueError, match="splits"):
         synthesize(run, "last", "nosuch", device="cpu", progress=False)
+
+
+def test_synthesize_several_splits_from_the_cli(run: Path, selected: dict) -> None:
+    res = CliRunner().invoke(
+        app, ["synthesize", str(run), "--split", "train,val", "--device", "cpu"]
+    )
+    assert res.exit_code == 0, res.output
+    cases = pq.read_table(Run.open(run).cfg.dataset / "cases.parquet").to_pylist()
+    for split in ("train", "val"):
+        rec = json.loads((run / "synthetic" / split / "synthesis.json").read_text())
+        assert sorted(rec["files"]) == sorted(r["case_id"] for r in cases if r["split"] == split)
+    assert res.output.count("cases, ") == 2
+
+
+def test_added_section_is_replaced_and_survives_a_new_evaluation(run: Path, selected: dict):
+    from dcesynth.evaluation.report import add_section
+
+    cfg = EvalConfig(**NO_WEIGHTS, device="cpu")
+    report = evaluate(run, cfg, "best", "test").report
+    add_section(report, "segmentation", "## Segmentation\n\nfirst")
+    add_section(report, "segmentation", "## Segmentation\n\nsecond")
+    md = (report / "report.md").read_text()
+    assert md.count("## Segmentation") == 1 and "second" in md and "first" not in md
+    assert "Table 2" in md  # the rest of the report is untouched
+    evaluate(run, cfg, "best", "test")  # rewrites report.md from scratch
+    md = (report / "report.md").read_text()
+    assert md.count("## Segmentation") == 1 and "second" in md

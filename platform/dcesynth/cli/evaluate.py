@@ -68,7 +68,9 @@ def select(
 def synthesize(
     run: Annotated[Path, typer.Argument(help="Training run directory.")],
     checkpoint: Annotated[str, typer.Option(help="best, last or an epoch.")] = "best",
-    split: Annotated[str, typer.Option(help="Which cases.")] = "test",
+    split: Annotated[
+        str, typer.Option(help="Which cases: a split, or several (train,val,test).")
+    ] = "test",
     batch: Annotated[int, typer.Option(help="Slices per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dataset: Dataset = None,
@@ -79,10 +81,12 @@ def synthesize(
 
     with user_errors():
         dev = EvalConfig(device=device).torch_device()
-        res = run_synthesis(run, checkpoint, split, dataset, dev, batch)
-    typer.echo(
-        f"{len(res.cases)} cases, {res.slices} slices (checkpoint epoch {res.epoch}) → {res.out}"
-    )
+        for one in [s.strip() for s in split.split(",") if s.strip()]:
+            res = run_synthesis(run, checkpoint, one, dataset, dev, batch)
+            typer.echo(
+                f"{len(res.cases)} cases, {res.slices} slices (checkpoint epoch {res.epoch})"
+                f" → {res.out}"
+            )
 
 
 def evaluate(

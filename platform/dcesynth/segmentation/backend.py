@@ -72,8 +72,8 @@ def nnunet_dirs(study: Path) -> dict[str, Path]:
     return {k: root / k.split("_")[1] for k in NNUNET_ENV}
 
 
-def _check_env(spec: SetSpec) -> None:
-    """The task must see this study's nnU-Net folders (set through Ray's runtime_env)."""
+def check_env(spec: SetSpec) -> None:
+    """A task must see this study's nnU-Net folders (passed through Ray's runtime_env)."""
     for k, v in nnunet_dirs(Path(spec.study)).items():
         if os.environ.get(k) != str(v):
             raise RuntimeError(f"{k}={os.environ.get(k)!r} in this task; the study needs {v}")
@@ -133,7 +133,6 @@ class NnUNetBackend:
             preprocess_dataset,
         )
 
-        _check_env(spec)
         cfg = spec.cfg
         write_raw_dataset(spec)
         with logged(log):
@@ -164,7 +163,6 @@ class NnUNetBackend:
         import torch
         from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
-        _check_env(spec)
         cfg = spec.cfg
         out = spec.model_dir / f"fold_{fold}"
         resume = (out / "checkpoint_latest.pth").is_file()
@@ -202,7 +200,6 @@ class NnUNetBackend:
         import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-        _check_env(spec)
         out.mkdir(parents=True, exist_ok=True)
         names = sorted(images)
         with logged(log):

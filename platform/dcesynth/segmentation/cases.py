@@ -117,7 +117,10 @@ def collect_cases(
             role = "test" if r["split"] == cfg.test_split else "fold"
             if "syn" in versions and role == "fold":  # tests read real volumes only
                 if cid not in syn:
-                    have = sorted(p.parent.name for p in Path(cfg.synthetic).glob("synthetic/*/"))
+                    have = sorted(
+                        p.parent.name
+                        for p in Path(cfg.synthetic).glob("synthetic/*/synthesis.json")
+                    )
                     raise StudyInputError(
                         f"case {cid} (split {r['split']}): no synthetic phase "
                         f"{cfg.synthetic_phase} volume in {cfg.synthetic}/synthetic/ (it has "

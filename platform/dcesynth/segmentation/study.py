@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcesynth.config import ConfigError, atomic_write_text, to_yaml
-from dcesynth.segmentation.backend import SetSpec, device_for, get_backend
+from dcesynth.segmentation.backend import SetSpec, check_env, device_for, get_backend
 from dcesynth.segmentation.cases import StudyCase, collect_cases
 from dcesynth.segmentation.config import TRAINING_SETS, SegmentConfig
 from dcesynth.segmentation.prepare import prep_fingerprint, prepare_case
@@ -171,6 +171,7 @@ def plan_task(spec: SetSpec, *prepared: dict) -> dict:
     done = _marker(marker)
     if done and done["fingerprint"] == spec.fingerprint():
         return {**done, "skipped": True}
+    check_env(spec)
     t0 = time.time()
     info = get_backend(spec.cfg.backend).plan(spec, _log(spec, "plan"))
     write_splits(spec)  # every fold of the set starts after this
@@ -195,6 +196,7 @@ def fold_task(spec: SetSpec, fold: int, plan: dict, fault: dict | None = None) -
     hit = fault and fault.get("set") == spec.name and fault.get("fold") == fold
     if hit and attempt <= fault.get("attempts", 10**9):
         raise RuntimeError(f"injected failure in set {spec.name} fold {fold}")
+    check_env(spec)
     torch.set_num_threads(spec.cfg.cpus_per_fold)
     device = device_for(spec.cfg.gpus_per_fold)
     t0 = time.time()
@@ -220,6 +222,7 @@ def predict_task(spec: SetSpec, domain: str, tests: list[str], *deps: dict) -> d
     marker = out / "prediction.json"
     if done := _marker(marker):
         return {**done, "skipped": True}
+    check_env(spec)
     torch.set_num_threads(spec.cfg.cpus_per_fold)
     prepared = Path(spec.study) / "prepared"
     images = {
