@@ -80,4 +80,4 @@ def test_shipped_configs_load() -> None:
     study = build_config(SegmentConfig, root / "segment_study.yaml")
     assert study.cells() == SegmentConfig().cells() and study.epochs == 500
     demo = build_config(SegmentConfig, root / "segment_demo.yaml")
-    assert demo.folds == 2 and demo.scenarios == (1,)
+    assert demo.folds == 2 and demo.scenarios == (2,)

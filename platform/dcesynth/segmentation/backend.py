@@ -88,9 +88,25 @@ def device_for(gpus: float) -> str:
 
 @contextlib.contextmanager
 def logged(path: Path):
-    """nnU-Net prints a great deal: send a task's stdout and stderr to its log file."""
+    """nnU-Net prints a great deal: send a task's stdout and stderr to its log file.
+
+    Also: nnU-Net lists a dataset's files through ``multiprocessing.Pool(12)`` with Python's
+    default start method, which is *fork* on Linux. A Ray worker runs dozens of threads, and a
+    forked copy of a process with threads can inherit a held lock and hang for ever (we saw a
+    plan task stop at its first line). Spawning 12 fresh interpreters instead tripled the
+    plan's time, so that pool forks from a single-threaded fork server that has nnU-Net
+    imported already. (nnU-Net's other pools use spawn themselves.)
+    """
+    import multiprocessing
+
+    multiprocessing.set_start_method("forkserver", force=True)  # this worker process only
+    multiprocessing.set_forkserver_preload(["nnunetv2.utilities.utils"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with (
+        path.open("a", buffering=1) as f,
+        contextlib.redirect_stdout(f),
+        contextlib.redirect_stderr(f),
+    ):
         yield
 
 
@@ -159,38 +175,55 @@ class NnUNetBackend:
             "spacing": conf["spacing"],
         }
 
-    def train(self, spec: SetSpec, fold: int, device: str, log: Path) -> dict:
+    def _trainer(self, spec: SetSpec, fold: int, device: str, resume: bool):
+        """The plain trainer with the study's settings, set before it builds its optimiser."""
         import torch
-        from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+        from nnunetv2.run.run_training import get_trainer_from_args
 
         cfg = spec.cfg
+        trainer = get_trainer_from_args(
+            str(spec.dataset_id),
+            cfg.configuration,
+            fold,
+            TRAINER,
+            PLANS,
+            continue_training=resume,
+            device=torch.device(device),
+        )
+        trainer.num_epochs = cfg.epochs
+        trainer.num_iterations_per_epoch = cfg.iterations_per_epoch
+        trainer.num_val_iterations_per_epoch = cfg.val_iterations_per_epoch
+        trainer.save_every = cfg.save_every
+        return trainer
+
+    def train(self, spec: SetSpec, fold: int, device: str, log: Path) -> dict:
+        from nnunetv2.run.run_training import maybe_load_checkpoint
+
         out = spec.model_dir / f"fold_{fold}"
-        resume = (out / "checkpoint_latest.pth").is_file()
+        final, latest = out / "checkpoint_final.pth", out / "checkpoint_latest.pth"
+        if final.is_file():  # trained, then killed before our marker: nothing to redo
+            return {"resumed_from_epoch": spec.cfg.epochs, "epochs": spec.cfg.epochs}
+        resume = latest.is_file()
         with logged(log):
-            trainer = get_trainer_from_args(
-                str(spec.dataset_id),
-                cfg.configuration,
-                fold,
-                TRAINER,
-                PLANS,
-                continue_training=resume,
-                device=torch.device(device),
-            )
-            # the study's settings on the plain trainer, before it initialises its optimiser
-            trainer.num_epochs = cfg.epochs
-            trainer.num_iterations_per_epoch = cfg.iterations_per_epoch
-            trainer.num_val_iterations_per_epoch = cfg.val_iterations_per_epoch
-            trainer.save_every = cfg.save_every
-            maybe_load_checkpoint(trainer, resume, False)
+            trainer = self._trainer(spec, fold, device, resume)
+            try:
+                maybe_load_checkpoint(trainer, resume, False)
+            except Exception as e:  # killed while nnU-Net was writing it: start the fold anew
+                if not resume:
+                    raise
+                print(f"dcesynth: {latest} unreadable ({e}); training fold {fold} from epoch 0")
+                latest.unlink()
+                resume = False
+                trainer = self._trainer(spec, fold, device, resume)
             start = trainer.current_epoch
             trainer.run_training()
-            if cfg.validate_folds:
+            if spec.cfg.validate_folds:
                 trainer.perform_actual_validation(False)
-        if not (out / "checkpoint_final.pth").is_file():
+        if not final.is_file():
             raise RuntimeError(f"set {spec.name} fold {fold}: nnU-Net wrote no checkpoint_final")
         return {
             "resumed_from_epoch": start if resume else None,
-            "epochs": cfg.epochs,
+            "epochs": spec.cfg.epochs,
             "ema_pseudo_dice": _last_ema(trainer),
         }
 

@@ -181,7 +181,7 @@ def figure(cells: list[dict], per_case: dict[tuple[str, str], list[dict]], path:
     import matplotlib.pyplot as plt
 
     scen = sorted({c["scenario"] for c in cells})
-    fig, axes = plt.subplots(1, len(scen), figsize=(3.2 * len(scen), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(scen), figsize=(max(5.0, 3.2 * len(scen)), 3.6), squeeze=False)
     for ax, s in zip(axes[0], scen, strict=True):
         mine = [c for c in cells if c["scenario"] == s]
         for i, c in enumerate(mine):
@@ -199,7 +199,7 @@ def figure(cells: list[dict], per_case: dict[tuple[str, str], list[dict]], path:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"scenario {s}: test {mine[0]['test']}", fontsize=9)
         ax.set_ylabel("Dice" if s == scen[0] else "")
-    fig.suptitle("Table 3: per-patient Dice (bar: mean; ×: the study's mean)", fontsize=10)
+    fig.suptitle("Table 3: Dice per test patient (bar: mean; ×: the study's mean)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")

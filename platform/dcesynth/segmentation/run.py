@@ -205,7 +205,7 @@ def run_study(
             )
     cells = table3(cfg, per_case, failures)
     title = (
-        f"Table 3 — {len(study['test_patients'])} test patients, {len(study['fold_map'])} "
+        f"Table 3 — {_n(study['test_patients'], 'test patient')}, {len(study['fold_map'])} "
         f"in {cfg.folds} folds, backend {cfg.backend}, {cfg.epochs} epochs × "
         f"{cfg.iterations_per_epoch} iterations"
     )
@@ -239,3 +239,7 @@ def _report_section(cfg: SegmentConfig, folder: Path) -> None:
         + "\n![Table 3](segmentation_table3.png)\n"
     )
     add_section(report, "segmentation", text)
+
+
+def _n(items, noun: str) -> str:
+    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")
