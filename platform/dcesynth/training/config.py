@@ -35,6 +35,11 @@ class LossConfig(StrictModel):
         "vgg19_imagenet", description="vgg19_random is NOT the study's loss; runs record it"
     )
     weights_dir: Path | None = Field(None, description="where vgg19-dcbb9e9d.pth lives")
+    # not in the study (it names both as future work); 0 / 1 keep the study's losses
+    lambda_l1: float = Field(0.0, ge=0, description="pixel L1 reconstruction (not the study)")
+    lesion_weight: float = Field(
+        1.0, ge=1, description="weight of lesion pixels (the mask) in the L1 term"
+    )
 
 
 class TrainConfig(StrictModel):
@@ -51,7 +56,16 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
     use_gpu: bool = False
-    bf16: bool = Field(True, description="bf16 autocast, on GPU only")
+    bf16: bool = Field(
+        True, description="bf16 autocast on a GPU and on a CPU with native bf16; false: fp32"
+    )
+    channels_last: bool | None = Field(
+        None, description="channels-last tensors; None: on GPU, off on CPU (measured slower)"
+    )
+    compile: bool = Field(False, description="torch.compile G and D (off until measured)")
+    tumour_oversampling: int = Field(
+        1, ge=1, description="slices with lesion pixels appear this many times per epoch"
+    )
     checkpoint_every: int = Field(10, ge=1)
     val_slices: int = Field(64, ge=1, description="fixed validation subset")
     max_failures: int = Field(

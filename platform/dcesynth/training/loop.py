@@ -20,13 +20,8 @@ import torch.distributed as dist
 
 from dcesynth.data.dataset import model_range_collate
 from dcesynth.models import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
-from dcesynth.models.losses import (
-    PerceptualLoss,
-    feature_matching_loss,
-    lsgan_loss,
-    vgg19_features,
-)
 from dcesynth.training.config import TrainConfig, learning_rate
+from dcesynth.training.step import LOSS_NAMES, GanStep, channels_last
 from dcesynth.training.validation import validation_metrics, write_samples
 
 
@@ -67,61 +62,6 @@ def rotate(batch: dict, p: float, gen: torch.Generator) -> None:
             )
 
 
-def _split(feats: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
-    """D run once on [fake; real] (one forward per backward keeps DDP simple): split halves."""
-    return [[f[:n] for f in d] for d in feats], [[f[n:] for f in d] for d in feats]
-
-
-class GanStep:
-    """One pix2pixHD update on a batch: the D step, then the G step (LSGAN + feature matching +
-    VGG19 perceptual). Owns the optimisers and the perceptual network; G and D may be DDP
-    wrapped. Shared by the Ray Train loop and the Ray-free baseline of ``dcectl bench sweep``.
-    """
-
-    def __init__(
-        self, G: torch.nn.Module, D: torch.nn.Module, cfg: TrainConfig, device, vgg_weights=None
-    ) -> None:
-        self.G, self.D, self.cfg = G, D, cfg
-        self.perceptual = None
-        if cfg.loss.lambda_per > 0:
-            net = vgg19_features(Path(vgg_weights) if vgg_weights else None)
-            self.perceptual = PerceptualLoss(net).to(device)
-        self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.autocast = torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"
-        )
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """→ detached float losses: d, g, adv, fm, per and the L1 of the generated batch."""
-        G, D, cfg, n = self.G, self.D, self.cfg, x.shape[0]
-        with self.autocast:
-            fake = G(x)
-            # D step: real pairs → 1, generated pairs → 0 (LSGAN)
-            feats = D(torch.cat([torch.cat([x, fake.detach()], 1), torch.cat([x, y], 1)]))
-            d_fake, d_real = _split(feats, n)
-            loss_d = 0.5 * (lsgan_loss(d_fake, False) + lsgan_loss(d_real, True))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        with self.autocast:
-            # G step: fool D, match D's features of real pairs, match VGG19 features
-            feats = D(torch.cat([torch.cat([x, fake], 1), torch.cat([x, y], 1)]))
-            g_fake, g_real = _split(feats, n)
-            adv = lsgan_loss(g_fake, True)
-            fm = feature_matching_loss(g_fake, g_real, cfg.model.n_layers_d)
-            per = (
-                self.perceptual(fake.float(), y)
-                if self.perceptual is not None
-                else fake.new_zeros(())
-            )
-            loss_g = cfg.loss.lambda_adv * adv + cfg.loss.lambda_fm * fm + cfg.loss.lambda_per * per
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        return torch.stack([loss_d, loss_g, adv, fm, per, (fake - y).abs().mean()]).detach().float()
-
-
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -136,6 +76,10 @@ def train_loop_per_worker(config: dict) -> None:
     # --- models, wrapped in DDP by Ray Train ----------------------------------------------
     G = ray.train.torch.prepare_model(build_generator(cfg))
     D = ray.train.torch.prepare_model(build_discriminator(cfg))
+    if channels_last(cfg, device):
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    if cfg.compile:  # after DDP, as PyTorch recommends; _unwrap peels both wrappers
+        G, D = torch.compile(G), torch.compile(D)
     # vgg_weights: verified by the driver; None: vgg19_random
     step = GanStep(G, D, cfg, device, config.get("vgg_weights"))
     opt_g, opt_d = step.opt_g, step.opt_d
@@ -170,7 +114,8 @@ def train_loop_per_worker(config: dict) -> None:
             for group in opt.param_groups:
                 group["lr"] = lr
         gen = torch.Generator().manual_seed(hash((cfg.seed, epoch, rank)) % 2**31)
-        sums = torch.zeros(7, device=device)  # d, g, adv, fm, per, l1 (sample-weighted), samples
+        n_loss = len(LOSS_NAMES)
+        sums = torch.zeros(n_loss + 1, device=device)  # the losses (sample-weighted), samples
         G.train()
         batches = shard.iter_torch_batches(
             batch_size=cfg.batch_size, collate_fn=model_range_collate(str(device))
@@ -179,7 +124,7 @@ def train_loop_per_worker(config: dict) -> None:
             rotate(batch, cfg.rotate_p, gen)
             x, y = model_io(batch["pre"], batch["post"], cfg)
             n = x.shape[0]
-            vals = step(x, y)  # D step then G step; DDP all-reduces gradients in backward
+            vals = step(x, y, batch["mask"])  # DDP all-reduces gradients in backward
             if fault.get("nan_at") == [epoch, step_i]:
                 vals[1] = float("nan")  # fault injection (tests): a diverged step
             bad = torch.tensor([0.0 if torch.isfinite(vals).all() else 1.0], device=device)
@@ -194,16 +139,15 @@ def train_loop_per_worker(config: dict) -> None:
                         f.write(json.dumps(stop) + "\n")
                 ray.train.report(stop)
                 return  # the last good checkpoint stays the latest one
-            sums[:6] += vals * n
-            sums[6] += n
+            sums[:n_loss] += vals * n
+            sums[n_loss] += n
         if world > 1:
             dist.all_reduce(sums)  # losses averaged over all workers' samples
-        count = max(float(sums[6]), 1.0)
-        names = ("loss_d", "loss_g", "loss_adv", "loss_fm", "loss_per", "train_l1")
+        count = max(float(sums[n_loss]), 1.0)
         metrics = {
             "epoch": epoch + 1,
             "lr": lr,
-            **{k: float(v) / count for k, v in zip(names, sums[:6], strict=True)},
+            **{k: float(v) / count for k, v in zip(LOSS_NAMES, sums[:n_loss], strict=True)},
         }
         if rank == 0:
             metrics.update(validation_metrics(_unwrap(G), val, cfg, device))
@@ -244,7 +188,12 @@ def _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
 
 
 def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
-    return m.module if hasattr(m, "module") else m
+    """The plain module inside torch.compile's and DDP's wrappers."""
+    while True:
+        inner = getattr(m, "_orig_mod", None) or getattr(m, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return m
+        m = inner
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -257,7 +206,6 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
 
 
 __all__ = [
-    "GanStep",
     "build_discriminator",
     "build_generator",
     "model_io",

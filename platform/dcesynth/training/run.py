@@ -108,7 +108,18 @@ def train_arrays(cfg: TrainConfig, manifest: dict) -> dict:
     transform = TrainTransform(list(cfg.phases), manifest["phases"][1:], rotate_p=0.0)
     batch = transform(slices, scale=False)
     del batch["rotated"]
-    return batch
+    return oversample_tumour(batch, cfg.tumour_oversampling)
+
+
+def oversample_tumour(batch: dict, times: int) -> dict:
+    """Each slice with lesion pixels ``times`` times (in place of once), order kept."""
+    import numpy as np
+
+    if times == 1:
+        return batch
+    tumour = batch["mask"].reshape(len(batch["mask"]), -1).max(1) > 0
+    idx = np.repeat(np.arange(len(tumour)), np.where(tumour, times, 1))
+    return {k: v[idx] for k, v in batch.items()}
 
 
 def train_split(cfg: TrainConfig, manifest: dict):
@@ -120,7 +131,14 @@ def train_split(cfg: TrainConfig, manifest: dict):
 
     files = (Path(cfg.dataset) / "slices" / "train").glob("*.parquet")
     if sum(f.stat().st_size for f in files) > IN_MEMORY_BYTES:
-        return read_split(cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False)
+        ds = read_split(cfg.dataset, "train", phases=list(cfg.phases), rotate_p=0.0, scale=False)
+        if cfg.tumour_oversampling > 1:
+            ds = ds.map_batches(
+                oversample_tumour,
+                fn_kwargs={"times": cfg.tumour_oversampling},
+                batch_format="numpy",
+            )
+        return ds
     return ray.data.from_blocks([BlockAccessor.batch_to_block(train_arrays(cfg, manifest))])
 
 
@@ -221,8 +239,9 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
         return
     ep = [m["epoch"] for m in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    for k in ("loss_d", "loss_g", "loss_adv", "loss_fm", "loss_per"):
-        a.plot(ep, [m[k] for m in rows], label=k)
+    for k in ("loss_d", "loss_g", "loss_adv", "loss_fm", "loss_per", "loss_l1"):
+        if any(m.get(k, 0) > 0 for m in rows):  # a weight of 0: no curve
+            a.plot(ep, [m.get(k, float("nan")) for m in rows], label=k)
     a.set_xlabel("epoch")
     a.set_yscale("log")
     a.legend(fontsize=8)

@@ -5,7 +5,7 @@ The same N trainings, side by side in one process:
 - through the platform: :func:`dcesynth.tuning.sweep.sweep` (a Tune trial per setting, each a
   ``TorchTrainer`` with one worker streaming the split through Ray Data, the per-epoch anchored
   SAMe, a checkpoint per epoch), then the population-SAMe ranking, timed apart;
-- one after another without Ray: the same :class:`~dcesynth.training.loop.GanStep` on the same
+- one after another without Ray: the same :class:`~dcesynth.training.step.GanStep` on the same
   slices (``train_arrays``, the trials' in-memory split), the same per-epoch validation and
   objective, the same checkpoint and sample image per epoch, on as many torch threads as a
   trial's worker has.
@@ -53,13 +53,13 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
     from dcesynth.data.dataset import load_manifest, to_model_range
     from dcesynth.training.config import learning_rate
     from dcesynth.training.loop import (
-        GanStep,
         build_discriminator,
         build_generator,
         model_io,
         rotate,
     )
     from dcesynth.training.run import train_arrays, val_subset
+    from dcesynth.training.step import GanStep
     from dcesynth.training.validation import validation_metrics, write_samples
 
     device = torch.device("cpu")
@@ -78,7 +78,7 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
         for i in range(0, len(train["pre"]), cfg.batch_size):
             batch = to_model_range({k: v[i : i + cfg.batch_size] for k, v in train.items()})
             rotate(batch, cfg.rotate_p, gen)
-            step(*model_io(batch["pre"], batch["post"], cfg))
+            step(*model_io(batch["pre"], batch["post"], cfg), batch["mask"])
         metrics = validation_metrics(G, val, cfg, device)
         metrics.update(hook(metrics, val))
         write_samples(G, val, cfg, device, run_dir / f"epoch_{epoch + 1:03d}.png")
