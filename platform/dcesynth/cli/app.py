@@ -17,6 +17,7 @@ from dcesynth.cli import (
     ingest,
     phantom,
     segment,
+    study,
     sweep,
     train,
     weights,
@@ -39,6 +40,7 @@ app.command("synthesize")(evaluate.synthesize)
 app.command("evaluate")(evaluate.evaluate)
 app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
+app.command("study")(study.study)
 app.add_typer(bench.app, name="bench")
 
 

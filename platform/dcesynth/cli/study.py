@@ -1,0 +1,189 @@
+"""`dcectl study`: the study's whole set of results on a larger phantom cohort, in one report.
+
+phantom → ingest → a single-phase run (phase 1) and a joint run (phases 1–3) with Ray Train →
+for each: checkpoint selection by SAMe over epochs (Table 1), synthesis, evaluation (Table 2 for
+phase 1, Table 4 for the joint phases; kinetics against the phantom's truth, Figures 7/8) →
+the segmentation study on the phase-1 run's synthetic volumes (Table 3) → ``report.md``.
+
+Each stage reuses what a previous invocation finished (runs resume, the segmentation study
+resumes), so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import Field
+
+from dcesynth.cli.errors import user_errors
+from dcesynth.config import StrictModel
+
+
+class StudyPreset(StrictModel):
+    """The preset's stages; each section is that stage's own config (its keys, its checks)."""
+
+    out: Path = Path("study_out")
+    phantom: dict[str, Any] = Field(default_factory=dict, description="PhantomConfig keys")
+    ingest: dict[str, Any] = Field(default_factory=dict, description="IngestConfig keys")
+    phase1: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys")
+    joint: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig keys")
+    segmentation: dict[str, Any] = Field(default_factory=dict, description="SegmentConfig keys")
+
+
+def _configs(p: StudyPreset) -> dict:
+    """Every section validated by its own model before any work (errors name the section)."""
+    from dcesynth.config import ConfigError, format_validation_error
+    from dcesynth.data.ingest import IngestConfig
+    from dcesynth.data.phantom import PhantomConfig
+    from dcesynth.evaluation.config import EvalConfig
+    from dcesynth.segmentation.config import SegmentConfig
+    from dcesynth.training.config import TrainConfig
+
+    out = p.out.resolve()
+    fixed = {
+        "phantom": (PhantomConfig, {}),
+        "ingest": (IngestConfig, {}),
+        "phase1": (
+            TrainConfig,
+            {"dataset": out / "dataset", "runs_dir": out / "runs", "name": "phase1"},
+        ),
+        "joint": (
+            TrainConfig,
+            {"dataset": out / "dataset", "runs_dir": out / "runs", "name": "joint"},
+        ),
+        "evaluation": (EvalConfig, {}),
+        "segmentation": (
+            SegmentConfig,
+            {
+                "dataset": out / "dataset",
+                "out": out,
+                "synthetic": out / "runs" / "phase1",
+                "name": "segmentation",
+            },
+        ),
+    }
+    models = {}
+    for key, (cls, extra) in fixed.items():
+        try:
+            models[key] = cls.model_validate({**getattr(p, key), **extra})
+        except Exception as e:
+            msg = format_validation_error(e, cls, None) if hasattr(e, "errors") else str(e)
+            raise ConfigError(f"study preset section `{key}`:\n{msg}") from None
+    return models
+
+
+def _train(cfg, step) -> Path:
+    from dcesynth.training.run import checkpoint_dirs, train
+
+    run = Path(cfg.runs_dir) / cfg.name
+    done = [d for d in checkpoint_dirs(run) if d.name == f"epoch_{cfg.epochs:03d}"]
+    if done:
+        step(f"train {cfg.name}: complete; reusing it")
+        return run
+    resume = bool(checkpoint_dirs(run))
+    step(
+        f"train {cfg.name}: phases {list(cfg.phases)}, {cfg.epochs} epochs"
+        + (" (resuming)" if resume else "")
+    )
+    train(cfg, resume=resume)
+    return run
+
+
+def _judge(run: Path, ecfg, truth: Path, splits: tuple[str, ...], step):
+    from dcesynth.evaluation.report import evaluate
+    from dcesynth.evaluation.select import select_checkpoint
+    from dcesynth.evaluation.synthesize import synthesize
+
+    sel = select_checkpoint(run, ecfg)
+    step(f"select {run.name}: epoch {sel.selected_epoch} by SAMe (Table 1)")
+    for split in splits:
+        synthesize(run, "best", split, device=ecfg.torch_device())
+    ev = evaluate(run, ecfg, "best", "test", truth=truth)
+    step(f"evaluate {run.name}: {ev.report / 'report.md'}")
+    return ev
+
+
+def study(
+    config: Annotated[Path, typer.Argument(help="Study preset YAML.")] = Path(
+        "jobs/configs/study_phantom.yaml"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Output folder (overrides the file).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster (e.g. auto).")] = None,
+) -> None:
+    """The study's Tables 1–4 and Figures 7/8 on a phantom cohort, in one report (≤ 1 h here)."""
+    import os
+    import time
+
+    from rich.console import Console
+
+    from dcesynth.cli.demo import _stepper
+    from dcesynth.cluster import init_ray
+    from dcesynth.config import build_config
+    from dcesynth.data.ingest import ingest
+    from dcesynth.data.phantom import generate_cohort
+    from dcesynth.progress import interactive
+    from dcesynth.segmentation.run import run_study
+
+    console = Console(width=None if interactive() else 140)
+    t0 = time.perf_counter()
+    step = _stepper(console, t0)
+    with user_errors():
+        preset = build_config(StudyPreset, config, {"out": str(out) if out else None})
+        cfg = _configs(preset)
+        root = preset.out.resolve()
+        # logical CPUs for the Train worker and Ray Data's tasks beside it (see training.run)
+        init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
+        step(f"phantom: {cfg['phantom'].cases} cases → {root / 'phantom'}")
+        generate_cohort(cfg["phantom"], root / "phantom", workers=2)
+        ingest(root / "phantom" / "dicom", root / "dataset", cfg["ingest"], workers=2)
+        step(f"ingest: {root / 'dataset'}")
+        truth = root / "phantom" / "ground_truth"
+        timings = {}
+        for key, splits in (("phase1", ("train", "val", "test")), ("joint", ("test",))):
+            t = time.perf_counter()
+            run = _train(cfg[key], step)
+            _judge(run, cfg["evaluation"], truth, splits, step)
+            timings[key] = time.perf_counter() - t
+        seg = cfg["segmentation"]
+        t = time.perf_counter()
+        resume = (seg.study_dir / "study.json").is_file()
+        step(
+            f"segment: scenarios {list(seg.scenarios)}, sets {''.join(seg.training_sets())}, "
+            f"{seg.folds} folds" + (" (resuming)" if resume else "")
+        )
+        res = run_study(seg, resume=resume)
+        timings["segmentation"] = time.perf_counter() - t
+        report = _report(root, res, timings, time.perf_counter() - t0)
+    console.print(f"study finished in {time.perf_counter() - t0:.0f} s; report: {report}")
+
+
+def _report(root: Path, seg, timings: dict, total: float) -> Path:
+    """One page: both runs' evaluation reports, Table 3 and the wall times."""
+    import re
+
+    from dcesynth.config import atomic_write_text
+
+    parts = [
+        "# The study on the digital phantom\n",
+        f"Wall time {total / 60:.1f} min on this machine: "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+        + ".\n",
+    ]
+    for name, title in (
+        ("phase1", "Single phase (Tables 1 and 2)"),
+        ("joint", "Joint phases 1–3 (Tables 1 and 4)"),
+    ):
+        md = (root / "runs" / name / "report" / "report.md").read_text()
+        md = re.sub(r"<!-- section:.*?<!-- /section:[^>]*-->", "", md, flags=re.S)
+        md = md.replace("](", f"](runs/{name}/report/").replace("# Evaluation", "## Evaluation")
+        parts += [f"\n# {title}\n", md]
+    parts += [
+        "\n# Segmentation (Table 3)\n",
+        (seg.path / "results" / "table3.md").read_text(),
+        "\n![Table 3](segmentation/results/table3.png)\n",
+    ]
+    atomic_write_text(root / "report.md", "\n".join(parts))
+    return root / "report.md"
