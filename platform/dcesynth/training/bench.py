@@ -5,7 +5,7 @@ same random batches: :class:`~dcesynth.training.step.GanStep` (ours) and
 :class:`~dcesynth.training.step.ReferenceStep` (upstream pix2pixHD's three discriminator
 passes, G's loss back-propagated into D). Each runs in a fresh process, so that its peak
 memory is its own; a process the system kills for memory is reported as such. FLOPs of one
-step are counted with ``torch.utils.flop_counter`` on the ours side (the reference does more).
+step are counted with ``torch.utils.flop_counter`` on each side (the reference does more).
 
 "ours" is the step as a run uses it on this device (bf16 autocast where it pays); "ours fp32"
 the same step in fp32, the reference's precision. On a GPU the ours side also runs without
@@ -89,7 +89,7 @@ def _measure(s: Setting, device: str, steps: int, threads: int, queue) -> None:
     x = torch.rand(s.batch, 3, s.size, s.size, device=dev) * 2 - 1
     y = torch.rand(s.batch, 3, s.size, s.size, device=dev) * 2 - 1
     flops = None
-    if s.variant == "ours":
+    if not cfg.compile:  # the counter traces eager ops; a compiled step counts as ours does
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as fc:

@@ -125,10 +125,12 @@ class GanStep:
                 loss_g = loss_g + lc.lambda_l1 * l1
         for p in (*self.g_params, *self.d_params):
             p.grad = None
-        # G's loss → G's parameters only (through D: input gradients, no weight gradients);
-        # D's loss → D's parameters only (fake enters D's loss without a path back into G)
-        loss_g.backward(inputs=self.g_params, retain_graph=True)
-        loss_d.backward(inputs=self.d_params)
+        # D's loss → D's parameters only (fake enters D's loss without a path back into G);
+        # it keeps D's small graph for G's pass, which then frees G's large one as it goes
+        # (retaining G's graph instead cost 25 % of a CPU step: no buffer could be reused).
+        # G's loss → G's parameters only (through D: input gradients, no weight gradients).
+        loss_d.backward(inputs=self.d_params, retain_graph=True)
+        loss_g.backward(inputs=self.g_params)
         l1v = l1.detach() if l1 is not None else fake.new_zeros(())
         plain = (fake.detach().float() - y.float()).abs().mean()
         return torch.stack([loss_d, loss_g, adv, fm, per, l1v, plain]).detach().float()
