@@ -15,6 +15,7 @@ import torch
 
 from dcesynth.config import ConfigError, build_config
 from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.training.checkpoints import load_state
 from dcesynth.training.config import TrainConfig
 from dcesynth.training.loop import build_generator
 from dcesynth.training.run import TrainingError, check, train, val_subset
@@ -59,7 +60,7 @@ def test_trains_checkpoints_and_reloads(tiny, tmp_path: Path) -> None:
     assert (res.run_dir / "samples" / "epoch_003.png").is_file()
     # the checkpoint reloads to the same outputs: its generator reproduces the validation
     # metrics the run recorded at that epoch, on the same fixed validation subset
-    state = torch.load(res.checkpoints[-1] / "state.pt", weights_only=False)
+    state = load_state(res.checkpoints[-1] / "state.pt")
     g = build_generator(cfg)
     g.load_state_dict(state["G"])
     val = val_subset(cfg, check(cfg))

@@ -76,9 +76,10 @@ class Run:
 
     def generator(self, ckpt: Path, device: str) -> torch.nn.Module:
         """The checkpoint's generator in eval mode on ``device``."""
+        from dcesynth.training.checkpoints import load_state
         from dcesynth.training.loop import build_generator
 
-        state = torch.load(Path(ckpt) / "state.pt", map_location=device, weights_only=False)
+        state = load_state(Path(ckpt) / "state.pt", map_location=device)
         G = build_generator(self.cfg)
         G.load_state_dict(state["G"])
         return G.to(device).eval()

@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from dcesynth.data.dataset import model_range_collate
 from dcesynth.models import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
+from dcesynth.training.checkpoints import load_state
 from dcesynth.training.config import TrainConfig, learning_rate
 from dcesynth.training.step import LOSS_NAMES, GanStep, channels_last
 from dcesynth.training.validation import validation_metrics, write_samples
@@ -91,7 +92,7 @@ def train_loop_per_worker(config: dict) -> None:
         ckpt = ray.train.Checkpoint.from_directory(config["resume_dir"])
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "state.pt", map_location=device, weights_only=False)
+            state = load_state(Path(d) / "state.pt", map_location=device)
         _unwrap(G).load_state_dict(state["G"])
         _unwrap(D).load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"])
