@@ -50,15 +50,24 @@ def test_trial_config_applies_dotted_parameters(tmp_path: Path) -> None:
     assert cfg.loss.lambda_adv == 1.0  # the rest stays the base's (the study's defaults)
 
 
-def test_choices_are_sampled_as_indices_and_decoded(tmp_path: Path) -> None:
-    """Optuna's categorical takes only scalars; lists like phases go through their index."""
-    space = load_space(_write(tmp_path, GOOD))
+def test_choices_hold_their_values_where_tune_shows_them(tmp_path: Path) -> None:
+    """Tune's live table prints the sampled config: values, not indices (16, not 1). Optuna's
+    categorical takes scalars only, so a list such as phases travels as its JSON text."""
+    text = GOOD.replace("num_samples: 2\n", "")
+    text += "  model.ngf: {distribution: choice, values: [8, 16]}\nnum_samples: 2\n"
+    space = load_space(_write(tmp_path, text))
     ps = _param_space(space)
-    assert ps["phases"].categories == [0, 1]
-    assert _decode(space, {"loss.lambda_fm": 1.0, "phases": 1}) == {
+    assert ps["phases"].categories == ["[1]", "[1, 2, 3]"]
+    assert ps["model.ngf"].categories == [8, 16]
+    assert _decode(space, {"loss.lambda_fm": 1.0, "phases": "[1, 2, 3]", "model.ngf": 16}) == {
         "loss.lambda_fm": 1.0,
         "phases": [1, 2, 3],
+        "model.ngf": 16,
     }
+    for _ in range(5):  # whatever Tune samples decodes to a listed value
+        sample = {k: d.sample() for k, d in ps.items()}
+        got = _decode(space, sample)
+        assert got["phases"] in ([1], [1, 2, 3]) and got["model.ngf"] in (8, 16)
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def _dcectl(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
 
 
 def test_sweep_asha_failure_ranking_and_best_config(
-    space_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    space_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # `dcectl sweep` in this process, on the session's Ray, with a fault injected into the
     # library call behind it (a Python argument, not a user option). Grid order:
@@ -100,6 +100,7 @@ def test_sweep_asha_failure_ranking_and_best_config(
     )
     fault = {"params": {"lr": 2e-3}, "train": {"always_crash": 2}}
     monkeypatch.setattr(sweep_module, "sweep", partial(sweep_module.sweep, fault=fault))
+    caplog.set_level("INFO", logger="dcesynth.sweep")
     out = CliRunner().invoke(app, ["sweep", str(path)])
     assert out.exit_code == 0, out.output
     sweep_dir = tmp_path / "sweeps" / "asha"
@@ -126,6 +127,13 @@ def test_sweep_asha_failure_ranking_and_best_config(
     # the population ranking covers every kept checkpoint; the best is the documented minimum
     sel = json.loads((sweep_dir / "selection.json").read_text())
     assert len(sel["same"]) == kept == 4
+    # the log has one line per trial epoch that Tune heard, with the objective and the time
+    lines = [r.getMessage() for r in caplog.records if r.name == "dcesynth.sweep"]
+    assert len(lines) == kept, lines
+    for r in rows.values():
+        for e in range(1, int(r["epochs"]) + 1):
+            (line,) = [ln for ln in lines if f"{r['trial']} epoch {e}/2: anchored_same " in ln]
+            assert line.startswith("sweep asha: ") and line.endswith(" s")
     assert sel["best"] == min(sel["same"], key=sel["same"].get)
     assert (sweep_dir / "table1.md").read_text().count("\n| trial_") == min(kept, 5)
     assert (sweep_dir / "sweep_params.png").stat().st_size > 1000
@@ -141,12 +149,13 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(space_file, tmp_
     path = space_file("resume", [2e-3, 1e-3, 5e-4], scheduler={"type": "none"})
     sweep_dir = tmp_path / "sweeps" / "resume"
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "CI": "1"}
+    log_file = (tmp_path / "first.log").open("w")  # the output as `nohup` would keep it
     proc = subprocess.Popen(
         [sys.executable, "-m", "dcesynth.cli.app", "sweep", str(path)],
         env=env,
         start_new_session=True,  # its own process group: the kill takes its local Ray too
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 400
@@ -163,7 +172,12 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(space_file, tmp_
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        log_file.close()
     finished = {p.parent.name for p in done}
+    first = (tmp_path / "first.log").read_text()
+    for name in finished:  # a progress line per epoch of the finished trial, in the file
+        for e in (1, 2):
+            assert first.count(f"sweep resume: {name} epoch {e}/2: anchored_same ") == 1, first
     again = _dcectl("sweep", str(path))
     assert again.returncode == 2 and "exists: resume it" in again.stderr
     resumed = _dcectl("sweep", str(path), "--resume")

@@ -28,6 +28,7 @@ from dcesynth.evaluation.metrics import subtraction
 from dcesynth.evaluation.runs import Run, generate
 from dcesynth.evaluation.scoring import Pairs, Scorer, read_pairs
 from dcesynth.evaluation.tables import LABEL, fmt, montage, write_table
+from dcesynth.progress import progress_bar
 
 
 @dataclass
@@ -59,6 +60,45 @@ def _montage_rows(pairs: Pairs, real: np.ndarray, fake: np.ndarray, i: int) -> l
     return rows
 
 
+def _phase_rows(scorer, pairs, r, f, p: int, split: str, region, tum) -> list[dict]:
+    """Table 2's rows of one generated phase: synthetic vs real, the real pre vs real post
+    baseline, the subtraction images, and the same inside the tumour box."""
+    rows: list[dict] = []
+    rsub, fsub = subtraction(r, pairs.pre), subtraction(f, pairs.pre)
+    cases = pairs.case_id
+    rows += [
+        {
+            "phase": p,
+            "comparison": "synthetic vs real",
+            **scorer.score(r, f, real_key=(split, p), case_ids=cases),
+        },
+        {
+            "phase": p,
+            "comparison": "baseline: real pre vs real post",
+            **scorer.score(r, pairs.pre, real_key=(split, p)),
+        },
+        {
+            "phase": p,
+            "comparison": "subtraction: synthetic vs real",
+            **scorer.score(rsub, fsub, real_key=(split, "sub", p), case_ids=cases),
+        },
+    ]
+    if len(tum):
+        rows += [
+            {
+                "phase": p,
+                "comparison": "tumour box: synthetic vs real",
+                **scorer.score(r[tum], f[tum], region[tum]),
+            },
+            {
+                "phase": p,
+                "comparison": "tumour box: baseline pre vs post",
+                **scorer.score(r[tum], pairs.pre[tum], region[tum]),
+            },
+        ]
+    return rows
+
+
 def evaluate(
     run_dir: Path,
     cfg: EvalConfig,
@@ -67,6 +107,7 @@ def evaluate(
     dataset: Path | None = None,
     truth: Path | None = None,
     salt: str = "dcesynth",
+    progress: bool | None = None,
 ) -> Evaluation:
     """Score a checkpoint on ``split`` and write the report.
 
@@ -78,6 +119,7 @@ def evaluate(
         dataset: the prepared dataset, when it moved since training.
         truth: a phantom's ``ground_truth/`` folder: adds curve-type agreement with the truth.
         salt: the pseudonym salt ingest used (to find each case's truth record).
+        progress: a bar per generated phase (default: in a terminal; log lines otherwise).
     """
     run = Run.open(run_dir)
     epoch, ckpt = run.checkpoint(checkpoint)
@@ -94,40 +136,11 @@ def evaluate(
     region = pairs.box_region()
     tum = np.flatnonzero(region.reshape(len(region), -1).any(1))
     rows = []
-    for i, p in enumerate(run.cfg.phases):
-        r, f = real[:, i], fake_u8[:, i]
-        rsub, fsub = subtraction(r, pairs.pre), subtraction(f, pairs.pre)
-        cases = pairs.case_id
-        rows += [
-            {
-                "phase": p,
-                "comparison": "synthetic vs real",
-                **scorer.score(r, f, real_key=(split, p), case_ids=cases),
-            },
-            {
-                "phase": p,
-                "comparison": "baseline: real pre vs real post",
-                **scorer.score(r, pairs.pre, real_key=(split, p)),
-            },
-            {
-                "phase": p,
-                "comparison": "subtraction: synthetic vs real",
-                **scorer.score(rsub, fsub, real_key=(split, "sub", p), case_ids=cases),
-            },
-        ]
-        if len(tum):
-            rows += [
-                {
-                    "phase": p,
-                    "comparison": "tumour box: synthetic vs real",
-                    **scorer.score(r[tum], f[tum], region[tum]),
-                },
-                {
-                    "phase": p,
-                    "comparison": "tumour box: baseline pre vs post",
-                    **scorer.score(r[tum], pairs.pre[tum], region[tum]),
-                },
-            ]
+    bar = progress_bar(len(run.cfg.phases), f"evaluate {run.path.name} on {split}", progress)
+    with bar as advance:
+        for i, p in enumerate(run.cfg.phases):
+            rows += _phase_rows(scorer, pairs, real[:, i], fake_u8[:, i], p, split, region, tum)
+            advance()
     report = Path(run_dir) / "report"
     metrics = [m for m in cfg.metrics] + [
         m for m in ("fid_img_split", "fid_rad_split") if any(m in r for r in rows)

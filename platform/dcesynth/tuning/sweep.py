@@ -66,12 +66,20 @@ class SweepResult:
     seconds: dict[str, float]  # wall time of the trials (Tune) and of the final ranking
 
 
+def _tune_value(v: Any) -> Any:
+    """A choice as Tune holds (and its live table shows) it: scalars as they are, lists and
+    mappings as their JSON text — Optuna's categorical distributions take scalars only."""
+    return v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
+
+
 def _decode(space: SearchSpace, config: dict) -> dict[str, Any]:
-    """Tune's sample → parameter values (choices are sampled as indices: lists stay possible)."""
+    """Tune's sample → parameter values (choices come back from their Tune form)."""
     out = {}
     for key, p in space.parameters.items():
         v = config[key]
-        out[key] = p.values[v] if p.distribution in ("choice", "grid") else v
+        if p.distribution in ("choice", "grid"):
+            v = next(x for x in p.values if _tune_value(x) == v)
+        out[key] = v
     return out
 
 
@@ -85,9 +93,9 @@ def _param_space(space: SearchSpace) -> dict:
         elif p.distribution == "loguniform":
             out[key] = tune.loguniform(p.low, p.high)
         elif p.distribution == "choice":
-            out[key] = tune.choice(list(range(len(p.values))))
+            out[key] = tune.choice([_tune_value(v) for v in p.values])
         else:
-            out[key] = tune.grid_search(list(range(len(p.values))))
+            out[key] = tune.grid_search([_tune_value(v) for v in p.values])
     return out
 
 
@@ -235,6 +243,7 @@ def sweep(
     from ray import tune
 
     from dcesynth.training.run import check
+    from dcesynth.tuning.progress import EpochLog
     from dcesynth.tuning.ranking import rank
 
     # Tune runs each trial in its own working directory: make every path absolute first
@@ -290,6 +299,7 @@ def sweep(
                 storage_path=str(space.storage_path),
                 failure_config=tune.FailureConfig(max_failures=space.max_failures),
                 verbose=(1 if interactive() else 0) if verbose is None else verbose,
+                callbacks=[EpochLog(space.name, space.base.epochs, OBJECTIVE)],
             ),
         )
     t0 = time.perf_counter()
