@@ -1,4 +1,4 @@
-"""The digital DCE breast phantom cohort (see ../shared/PHANTOM.md and the README).
+"""The digital DCE breast phantom cohort (see docs/phantom.md and the README).
 
 Usage: ``generate_cohort(PhantomConfig(cases=4, matrix=64, slices=24), Path("cohort"))``.
 """

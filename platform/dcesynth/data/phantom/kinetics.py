@@ -1,7 +1,7 @@
 """Contrast kinetics and MR signal: Parker AIF, extended Tofts, relaxivity, SPGR, curve types.
 
 Units: time in minutes, concentration in mM, Ktrans in 1/min, T1 in ms, R1 in 1/s, TR in ms.
-References are in ``../shared/PHANTOM.md``; each function names its source.
+References are in ``docs/phantom.md``; each function names its source.
 """
 
 from __future__ import annotations
