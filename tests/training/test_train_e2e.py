@@ -48,9 +48,14 @@ def _epochs(run: Path) -> list[int]:
     return [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_trains_checkpoints_and_reloads(tiny, tmp_path: Path) -> None:
+def test_trains_checkpoints_and_reloads(tiny, tmp_path: Path, caplog) -> None:
     cfg = tiny("run")
+    caplog.set_level("INFO", logger="dcesynth.training.run")
     res = train(cfg)
+    # one progress line per epoch for logs without a terminal
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train run:")]
+    assert [ln.split(":")[1].strip() for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("val_ssim" in ln for ln in lines)
     l1 = [m["train_l1"] for m in res.metrics]
     assert res.epochs_done == 3 and len(l1) == 3
     assert l1[-1] < l1[0]  # the reported L1 to the target falls

@@ -213,7 +213,11 @@ def train(
         # rotation happens in the loop (seeded per epoch); uint8 crosses the object store
         datasets={"train": train_split(cfg, manifest)},
     )
-    trainer.fit()
+    if report_to_tune:  # a sweep's trial: the sweep logs each epoch on its driver
+        trainer.fit()
+    else:
+        with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs):
+            trainer.fit()
     metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
     plot_losses(metrics, run_dir / "loss_curve.png")
     done = max((m["epoch"] for m in metrics if "loss_g" in m), default=0)
@@ -226,6 +230,51 @@ def train(
             f"last good checkpoint: {ckpts[-1] if ckpts else 'none'}"
         )
     return TrainResult(run_dir, done, metrics, ckpts)
+
+
+class _EpochLog:
+    """One log line per finished epoch, read from the run's metrics.jsonl while Ray Train
+    runs (the workers' own output stays in Ray's logs): a CI or `nohup` log shows progress."""
+
+    def __init__(self, path: Path, name: str, epochs: int, every: float = 2.0) -> None:
+        import threading
+
+        self.path, self.name, self.epochs, self.every = path, name, epochs, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.seen = len(path.read_text().splitlines()) if path.is_file() else 0
+
+    def _poll(self) -> None:
+        if not self.path.is_file():
+            return
+        lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+        for ln in lines[self.seen :]:
+            try:
+                m = json.loads(ln)
+            except json.JSONDecodeError:  # a line being written: read it next time
+                return
+            self.seen += 1
+            vals = ", ".join(f"{k} {m[k]:.4g}" for k in ("loss_g", "val_mae", "val_ssim") if k in m)
+            log.info(
+                "train %s: epoch %s/%d: %s",
+                self.name,
+                m.get("epoch"),
+                self.epochs,
+                vals or m.get("stopped", ""),
+            )
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            self._poll()
+
+    def __enter__(self) -> _EpochLog:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._poll()  # the last epoch
 
 
 def plot_losses(metrics: list[dict], path: Path) -> None:
