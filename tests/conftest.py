@@ -8,6 +8,12 @@ series description, and both InstanceNumber directions — what the DICOM reader
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -76,3 +82,91 @@ def source_copy(phantom_source: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "cohort"
     shutil.copytree(phantom_source, dst)
     return dst
+
+
+# --- a weights server on the loopback interface (the `weights fetch` tests) -------------------
+
+MAX_REQUESTS_PER_TEST = 20  # a fetch loop gone wrong fails fast instead of hammering
+
+
+@dataclass
+class WeightsServer:
+    """Serves files by path; ``serve`` sets how: whole (``ok``), with a Content-Length 1000
+    bytes over what is sent before closing (``truncate``), or headers then silence (``stall``,
+    until the test ends). Any other path is a 404. ``requests`` lists the paths asked for."""
+
+    base: str
+    routes: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def serve(self, name: str, body: bytes, how: str = "ok") -> str:
+        assert how in ("ok", "truncate", "stall"), how
+        self.routes[f"/{name}"] = (how, body)
+        return f"{self.base}/{name}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        state: WeightsServer = self.server.state  # type: ignore[attr-defined]
+        state.requests.append(self.path)
+        if self.path not in state.routes:
+            self.send_error(404)
+            return
+        how, body = state.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + (1000 if how == "truncate" else 0)))
+        self.end_headers()
+        if how == "stall":
+            state.release.wait(10)
+            return
+        self.wfile.write(body)  # then the handler returns and the server closes the socket
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every urlopen in the test must go to 127.0.0.1, at most MAX_REQUESTS_PER_TEST times: the
+    registry's real URLs are never contacted. Yields the URLs opened."""
+    real = urllib.request.urlopen
+    opened: list[str] = []
+
+    def guarded(req, *args, **kwargs):
+        url = req.full_url if isinstance(req, urllib.request.Request) else req
+        host = urllib.parse.urlparse(url).hostname
+        assert host == "127.0.0.1", f"a test tried to reach {url}"
+        assert "timeout" in kwargs or len(args) >= 2, "an urlopen without a timeout"
+        opened.append(url)
+        assert len(opened) <= MAX_REQUESTS_PER_TEST, opened
+        return real(req, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    return opened
+
+
+@pytest.fixture
+def weights_server(loopback_only: list[str]):
+    """A local HTTP server on 127.0.0.1 and a free port, stopped after the test."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    state = WeightsServer(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()  # a stalled handler ends
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def closed_port_url(loopback_only: list[str]) -> str:
+    """A loopback URL where nothing listens (the port was free a moment ago): offline."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -47,11 +47,16 @@ def test_registry_entries_are_complete_and_consistent() -> None:
         assert s.source.strip() and s.used_by.strip()
         if s.sha256 is None:  # trust on first use: the source says how to install it
             assert f"--name {s.name}" in s.source
+            assert s.url is None  # no stable official URL: `weights fetch` must not guess one
             continue
         assert re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{64}", s.sha256), s
         m = re.search(r"-([0-9a-f]{8,})\.pth$", s.filename)  # torchvision / torch-hub naming
         assert m is not None and s.sha256.startswith(m.group(1)), s
         assert s.filename in s.source  # the file a user fetches is the one looked for
+        # `weights fetch` downloads exactly the file named, over https, from the URL shown
+        assert s.url is not None and s.url.startswith("https://"), s
+        assert s.url.rsplit("/", 1)[1] == s.filename, s
+        assert s.url in s.source, s  # what `weights status` shows is what is fetched
 
 
 def test_registry_names_the_known_networks() -> None:
@@ -65,6 +70,17 @@ def test_registry_names_the_known_networks() -> None:
         "vgg19_imagenet",
     } <= set(W.REGISTRY)
     assert W.REGISTRY["radimagenet_resnet50"].sha256 is None  # the release publishes none
+    tv = "https://download.pytorch.org/models/"
+    assert {n: s.url for n, s in W.REGISTRY.items()} == {
+        "fid_inception": "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        "pt_inception-2015-12-05-6726825d.pth",
+        "radimagenet_inceptionv3": None,
+        "radimagenet_resnet50": None,
+        "lpips_alexnet": tv + "alexnet-owt-7be5be79.pth",
+        "lpips_vgg16": tv + "vgg16-397923af.pth",
+        "lpips_squeezenet": tv + "squeezenet1_1-b8a52dc0.pth",
+        "vgg19_imagenet": tv + "vgg19-dcbb9e9d.pth",
+    }
     with pytest.raises(WeightsError, match="unknown weights 'nope'"):
         W.spec("nope")
 
@@ -84,6 +100,12 @@ def test_resolve_missing_names_directory_and_source(tmp_path: Path) -> None:
         W.resolve(spec, wdir)
     msg = str(ei.value)
     assert f"put t.pth in {wdir}" in msg and "https://example.org/t.pth" in msg
+    assert "weights fetch" not in msg  # no url: nothing to fetch
+    fetchable = WeightsSpec("t", "t.pth", "0" * 64, "src", "tests", "https://example.org/t.pth")
+    with pytest.raises(
+        WeightsError, match=re.escape("run `dcectl weights fetch t` or put t.pth in")
+    ):
+        W.resolve(fetchable, wdir)
 
 
 @pytest.mark.parametrize("digits", [64, 8])

@@ -1,9 +1,11 @@
 """Pretrained weights on local disk: a registry of named files, each checked against a checksum.
 
-Nothing is ever downloaded (the machines this runs on often cannot). Every file the platform
-can use has a name, a file name, an expected sha256 and where it comes from. Where the source
-publishes no checksum (the RadImageNet releases), ``dcectl weights add`` records the file's
-sha256 in ``checksums.json`` beside it and every later use is checked against that record
+Nothing here downloads (the machines this runs on often cannot): a run or a metric only looks
+for its file. Downloading is one explicit step, ``dcectl weights fetch``
+(:mod:`dcesynth.weights_fetch`), from the official ``url`` of an entry that has one. Every file
+the platform can use has a name, a file name, an expected sha256 and where it comes from. Where
+the source publishes no checksum (the RadImageNet releases), ``dcectl weights add`` records the
+file's sha256 in ``checksums.json`` beside it and every later use is checked against that record
 (trust on first use, said so in ``weights status``).
 
 A missing or corrupt file is a :class:`WeightsError` that says where the file is expected and
@@ -20,6 +22,7 @@ from pathlib import Path
 
 DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "dcesynth" / "weights"
 RECORDED = "checksums.json"  # sha256 recorded by `weights add` for files without a published one
+TV = "https://download.pytorch.org/models/"  # torchvision's official model files
 
 
 class WeightsError(ValueError):
@@ -37,6 +40,8 @@ class WeightsSpec:
             publishes none (then the digest recorded by ``weights add`` is enforced).
         source: where a user gets it.
         used_by: what needs it.
+        url: the official direct download, or None where there is no stable one (then
+            ``weights fetch`` says where to get the file by hand instead of guessing a URL).
     """
 
     name: str
@@ -44,6 +49,7 @@ class WeightsSpec:
     sha256: str | None
     source: str
     used_by: str
+    url: str | None = None
 
 
 VGG19_IMAGENET = WeightsSpec(
@@ -52,6 +58,7 @@ VGG19_IMAGENET = WeightsSpec(
     "dcbb9e9d",  # torchvision names files by the first 8 hex digits of their sha256
     "torchvision VGG19_Weights.IMAGENET1K_V1: https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
     "perceptual loss (training)",
+    TV + "vgg19-dcbb9e9d.pth",
 )
 FID_INCEPTION = WeightsSpec(
     "fid_inception",
@@ -60,6 +67,8 @@ FID_INCEPTION = WeightsSpec(
     "pytorch-fid release: https://github.com/mseitzer/pytorch-fid/releases/download/"
     "fid_weights/pt_inception-2015-12-05-6726825d.pth",
     "FID_Img (TensorFlow FID Inception, pool3 2048-d)",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth",
 )
 RADIMAGENET_INCEPTIONV3 = WeightsSpec(
     "radimagenet_inceptionv3",
@@ -84,6 +93,7 @@ LPIPS_ALEX = WeightsSpec(
     "torchvision AlexNet_Weights.IMAGENET1K_V1: https://download.pytorch.org/models/"
     "alexnet-owt-7be5be79.pth",
     "LPIPS (alex, the lpips package's default backbone)",
+    TV + "alexnet-owt-7be5be79.pth",
 )
 LPIPS_VGG16 = WeightsSpec(
     "lpips_vgg16",
@@ -91,6 +101,7 @@ LPIPS_VGG16 = WeightsSpec(
     "397923af",
     "torchvision VGG16_Weights.IMAGENET1K_V1: https://download.pytorch.org/models/vgg16-397923af.pth",
     "LPIPS (vgg)",
+    TV + "vgg16-397923af.pth",
 )
 LPIPS_SQUEEZE = WeightsSpec(
     "lpips_squeezenet",
@@ -99,6 +110,7 @@ LPIPS_SQUEEZE = WeightsSpec(
     "torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1: https://download.pytorch.org/models/"
     "squeezenet1_1-b8a52dc0.pth",
     "LPIPS (squeeze)",
+    TV + "squeezenet1_1-b8a52dc0.pth",
 )
 
 REGISTRY: dict[str, WeightsSpec] = {
@@ -156,8 +168,9 @@ def resolve(s: WeightsSpec, weights_dir: Path | None = None) -> Path:
     wdir = Path(weights_dir or DEFAULT_WEIGHTS_DIR)
     path = wdir / s.filename
     if not path.is_file():
+        fetch = f"run `dcectl weights fetch {s.name}` or " if s.url and s.sha256 else ""
         raise WeightsError(
-            f"weights {s.name!r} not found: put {s.filename} in {wdir} "
+            f"weights {s.name!r} not found: {fetch}put {s.filename} in {wdir} "
             f"(source: {s.source}), or choose a config that does not need them"
         )
     expected = expected_sha256(s, wdir)
