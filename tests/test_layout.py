@@ -54,6 +54,7 @@ def test_cli_import_is_light() -> None:
 # models, data). Evaluation reads training's runs (config, generator), so it sits above it;
 # training never imports evaluation (sweeps hand it their scoring instead).
 LAYER = {
+    "deploy": 0,
     "data": 0,
     "models": 0,
     "training": 1,

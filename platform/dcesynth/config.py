@@ -97,6 +97,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key and sequence item in a YAML text, by path
+    (sequence indices as strings: ``("provider", "security_group", "IpPermissions", "0")``;
+    in a multi-document text the path starts with the document's index)."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = (*path, str(k.value))
+                out[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                p = (*path, str(i))
+                out[p] = v.start_mark.line + 1
+                walk(v, p)
+
+    roots = [r for r in yaml.compose_all(text) if r is not None]
+    for i, root in enumerate(roots):  # several documents: paths start with the document's index
+        walk(root, (str(i),) if len(roots) > 1 else ())
+    return out
+
+
 def build_config(
     cls: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> M:

@@ -11,6 +11,7 @@ import typer
 
 from dcesynth.cli import (
     bench,
+    cluster,
     dataset,
     demo,
     evaluate,
@@ -42,6 +43,7 @@ app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
 app.command("study")(study.study)
 app.add_typer(bench.app, name="bench")
+app.add_typer(cluster.app, name="cluster")
 
 
 def main() -> None:

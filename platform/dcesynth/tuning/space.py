@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from dcesynth.config import ConfigError, StrictModel, format_validation_error
+from dcesynth.config import ConfigError, StrictModel, format_validation_error, yaml_lines
 from dcesynth.evaluation.config import EvalConfig
 from dcesynth.training.config import TrainConfig
 
@@ -136,21 +136,6 @@ def _check_key(key: str) -> None:
         model = fields[part].annotation
 
 
-def _lines(text: str) -> dict[tuple[str, ...], int]:
-    """1-based line of every mapping key in a YAML text, by key path."""
-    out: dict[tuple[str, ...], int] = {}
-
-    def walk(node, path):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = (*path, str(k.value))
-                out[p] = k.start_mark.line + 1
-                walk(v, p)
-
-    walk(yaml.compose(text), ())
-    return out
-
-
 def load_space(path: Path, overrides: dict | None = None) -> SearchSpace:
     """Read and validate a search-space file.
 
@@ -163,7 +148,7 @@ def load_space(path: Path, overrides: dict | None = None) -> SearchSpace:
     text = path.read_text()
     try:
         data = yaml.safe_load(text) or {}
-        lines = _lines(text)
+        lines = yaml_lines(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
