@@ -16,9 +16,52 @@ import logging
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def joins_cluster(address: str | None) -> bool:
+    """Whether a command joins an existing cluster (``--address`` or a Ray job's
+    ``RAY_ADDRESS``) rather than starting its own instance: a joined cluster may have an
+    autoscaler that adds the nodes a job asks for, so missing resources are not final there."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def short_of_resources(missing: str, address: str | None, log_: logging.Logger) -> None:
+    """Raise ``ConfigError(missing)`` on a local instance; on a joined cluster log a warning
+    (an autoscaler may add the nodes; without one the work waits)."""
+    from dcesynth.config import ConfigError
+
+    if not joins_cluster(address):
+        raise ConfigError(missing)
+    log_.warning(
+        "%s: waiting for the autoscaler to add nodes (a cluster without one would wait for ever)",
+        missing,
+    )
+
+
+def auth_token() -> str | None:
+    """The Ray token this machine would present: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH's file,
+    else ~/.ray/auth_token (what any earlier ``ray.init()`` left); None when there is none."""
+    if tok := os.environ.get("RAY_AUTH_TOKEN"):
+        return tok.strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not path.is_file():
+        return None
+    return path.read_text().strip() or None
+
+
+def _token_mode() -> None:
+    """RAY_AUTH_MODE=token for this process. Ray reads the variable into a cached config when
+    it is first imported, so setting it later needs Ray's own refresh as well."""
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # another Ray layout: the variable alone (enough before Ray's import)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    _enable_token_auth()
 
 
 def _free_port() -> int:
@@ -48,6 +91,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
         return
     address = address or os.environ.get("RAY_ADDRESS")  # e.g. set by `ray job submit`
     if address:
+        # Ray turns token authentication on for a cluster it finds by itself, never for an
+        # explicit address: a token cluster would refuse us. With a token at hand, present it
+        # (a cluster without authentication accepts a client that has one).
+        if "RAY_AUTH_MODE" not in os.environ and auth_token() is not None:
+            _token_mode()
         ray.init(address=address, **kwargs)
         return
     port = _free_port()

@@ -19,6 +19,7 @@ from dcesynth.cli import (
     phantom,
     segment,
     study,
+    submit,
     sweep,
     train,
     weights,
@@ -44,6 +45,10 @@ app.command("demo")(demo.demo)
 app.command("study")(study.study)
 app.add_typer(bench.app, name="bench")
 app.add_typer(cluster.app, name="cluster")
+app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    submit.submit
+)
+app.command("jobs")(submit.jobs)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from dcesynth.cluster import error_line, init_ray
-from dcesynth.config import ConfigError, atomic_write_text
+from dcesynth.config import atomic_write_text
 from dcesynth.progress import progress_bar
 from dcesynth.segmentation.backend import nnunet_dirs
 from dcesynth.segmentation.config import SegmentConfig
@@ -40,23 +40,30 @@ def runtime_env(cfg: SegmentConfig) -> dict:
     return {"env_vars": env}
 
 
-def check_cluster(cfg: SegmentConfig) -> None:
-    """A fold that no node can hold would wait forever: say so before submitting."""
+def check_cluster(cfg: SegmentConfig, address: str | None = None) -> None:
+    """A fold that no node can hold would wait forever: say so before submitting (on a
+    cluster we joined, an autoscaler may still add such nodes: a warning then)."""
     import ray
+
+    from dcesynth.cluster import short_of_resources
 
     total = ray.cluster_resources()
     need = {"CPU": cfg.cpus_per_fold + cfg.augmentation_workers, "GPU": cfg.gpus_per_fold}
     keys = {"CPU": "cpus_per_fold + augmentation_workers", "GPU": "gpus_per_fold"}
     for res, n in need.items():
         if n > total.get(res, 0):
-            raise ConfigError(
+            short_of_resources(
                 f"config: `{keys[res]}` asks {n} {res} per fold; the cluster has "
-                f"{total.get(res, 0)}"
+                f"{total.get(res, 0)}",
+                address,
+                log,
             )
     if cfg.preprocess_workers > total.get("CPU", 0):
-        raise ConfigError(
+        short_of_resources(
             f"config: `preprocess_workers` {cfg.preprocess_workers} > the cluster's "
-            f"{total.get('CPU', 0)} CPUs"
+            f"{total.get('CPU', 0)} CPUs",
+            address,
+            log,
         )
 
 
@@ -185,7 +192,7 @@ def run_study(
     """
     cfg, study, cases = open_study(cfg, resume, progress)
     init_ray(address)
-    check_cluster(cfg)
+    check_cluster(cfg, address)
     folder = cfg.study_dir
     log.info(
         "segment: %d cases (%d test), sets %s, %d folds → %s",

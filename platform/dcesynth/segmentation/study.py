@@ -204,6 +204,7 @@ def fold_task(spec: SetSpec, fold: int, plan: dict, fault: dict | None = None) -
     rec = {
         "set": spec.name,
         "fold": fold,
+        "node": _node(),
         "device": device,
         "attempt": attempt,
         "start": t0,
@@ -237,6 +238,16 @@ def predict_task(spec: SetSpec, domain: str, tests: list[str], *deps: dict) -> d
     rec = {"files": {k: Path(v).name for k, v in files.items()}, "start": t0, "end": time.time()}
     atomic_write_text(marker, json.dumps(rec))
     return rec
+
+
+def _node() -> str | None:
+    """The Ray node a task runs on (the study records where each fold trained)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray
+        return None
 
 
 def _log(spec: SetSpec, what: str) -> Path:

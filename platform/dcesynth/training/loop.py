@@ -165,14 +165,15 @@ def _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
     import ray.train
 
     save = (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
-    name = f"epoch_{epoch + 1:03d}" if save else None
+    # a path below the Train run's folder (the run directory): checkpoints/epoch_NNN
+    name = f"checkpoints/epoch_{epoch + 1:03d}" if save else None
     if rank == 0:  # rank 0 alone writes the run directory and the checkpoint
         with (run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(metrics) + "\n")
     if rank != 0 or not save:
         ray.train.report(metrics, checkpoint_dir_name=name)
         return
-    write_samples(_unwrap(G), val, cfg, device, run_dir / "samples" / f"{name}.png")
+    write_samples(_unwrap(G), val, cfg, device, run_dir / "samples" / f"{Path(name).name}.png")
     with tempfile.TemporaryDirectory() as tmp:
         state = {
             "G": _unwrap(G).state_dict(),

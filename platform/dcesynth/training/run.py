@@ -204,8 +204,10 @@ def train(
         },
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
-            name="checkpoints",
-            storage_path=str(run_dir),
+            # the run's (or sweep trial's) own name: Ray's Train state and logs show it; Train
+            # keeps its files in the run folder and the checkpoints under checkpoints/
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             callbacks=[TuneReportCallback()] if report_to_tune else None,

@@ -198,25 +198,31 @@ def ensure_ray(space: SearchSpace, address: str | None = None) -> None:
     init_ray(address, num_cpus=cpus, log_to_driver=False)
 
 
-def check_cluster(space: SearchSpace) -> None:
-    """What only the cluster can say: enough GPUs for a trial, CPUs beside it for the data."""
+def check_cluster(space: SearchSpace, address: str | None = None) -> None:
+    """What only the cluster can say: enough GPUs for a trial, CPUs beside it for the data
+    (on a cluster we joined an autoscaler may still add them: a warning then)."""
     import ray
+
+    from dcesynth.cluster import short_of_resources
 
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if cpus < trial_cpus(space) + 1:
         # Ray Data needs CPUs of its own beside the trials, or the training input never starts
-        raise ConfigError(
+        short_of_resources(
             f"`max_concurrent_trials` × (`base.workers` + 1) = {trial_cpus(space)} CPUs for the "
             f"trials, but the Ray cluster has {cpus}: leave at least one for the data pipeline "
-            "(fewer concurrent trials or workers, or start Ray with more logical CPUs)"
+            "(fewer concurrent trials or workers, or start Ray with more logical CPUs)",
+            address,
+            log,
         )
-
     if space.base.use_gpu:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus < space.base.workers:
-            raise ConfigError(
+            short_of_resources(
                 f"`base.workers`: a trial needs {space.base.workers} GPUs (use_gpu: true), "
-                f"the cluster has {gpus}"
+                f"the cluster has {gpus}",
+                address,
+                log,
             )
 
 
@@ -264,7 +270,7 @@ def sweep(
     if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"sweep {sweep_dir} exists: resume it with --resume or change `name`")
     ensure_ray(space, address)
-    check_cluster(space)
+    check_cluster(space, address)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / "space.yaml", to_yaml(space))
     trainable = tune.with_parameters(
