@@ -37,7 +37,11 @@ class SplitConfig(StrictModel):
 class IngestConfig(StrictModel):
     """Everything that shapes a prepared dataset (paths default to the phantom's layout)."""
 
-    format: Literal["auto", "dicom", "nifti"] = "auto"
+    format: Literal["auto", "dicom", "nifti"] = Field(
+        "auto",
+        description="auto: DICOM files found by their headers anywhere below SOURCE, else a "
+        "NIfTI tree <case>/<case>_000k.nii.gz; a folder holding both is read as DICOM",
+    )
     boxes: Path | None = Field(
         None, description="Annotation_Boxes .csv/.xlsx; default: found beside"
     )
