@@ -35,6 +35,17 @@ def ingest(
     phases: Annotated[
         str | None, typer.Option(help="Post phases to keep, e.g. 1,2,3 [1,2,3].")
     ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option(
+            help="One-series dynamic acquisitions: frame indices that become pre, post 1, "
+            "…, e.g. 0,5,10,15."
+        ),
+    ] = None,
+    frame_times_s: Annotated[
+        str | None,
+        typer.Option(help="Like --frames, by seconds after the first frame, e.g. 0,60,120,180."),
+    ] = None,
     selection: Annotated[str | None, typer.Option(help="all | tumour (± margin) [all].")] = None,
     normalisation: Annotated[
         str | None, typer.Option(help="minmax | percentile | zscore [minmax].")
@@ -65,6 +76,8 @@ def ingest(
         }
         phase_tuple = _numbers("--phases", phases, int)
         overrides = dict(
+            frames=_numbers("--frames", frames, int),
+            frame_times_s=_numbers("--frame-times-s", frame_times_s, float),
             format=format,
             boxes=boxes,
             masks=masks,

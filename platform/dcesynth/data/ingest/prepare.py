@@ -43,6 +43,8 @@ def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
             cfg.series_rules,
             keep=keep,
             files=list(spec.files) if spec.files else None,
+            frames=cfg.frames,
+            frame_times_s=cfg.frame_times_s,
         )
         if spec.masks is not None and (Path(spec.masks) / f"{spec.key}.nii.gz").is_file():
             raw.mask = _dicom_mask(spec, raw)
