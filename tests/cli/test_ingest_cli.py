@@ -42,6 +42,23 @@ def test_ingest_then_rerun_then_describe(ray_session, phantom_source: Path, tmp_
     assert table.exit_code == 0 and "tumour slices" in table.output
 
 
+def test_ingest_the_phantom_output_folder(ray_session, phantom_source: Path, tmp_path) -> None:
+    """The folder `dcectl phantom` wrote (dicom/ and nifti/ side by side): read as DICOM, said
+    on the console and in the manifest; --format nifti reads its NIfTI tree."""
+    for fmt, note in (
+        (None, "reading the DICOM files (`--format nifti` reads the NIfTI tree)"),
+        ("nifti", "reading the NIfTI tree nifti/images below SOURCE"),
+    ):
+        out = tmp_path / f"ds-{fmt}"
+        extra = ["--format", fmt] if fmt else []
+        args = ["ingest", str(phantom_source), "--out", str(out), "--image-size", "32", *extra]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert "4 cases" in res.output and note in res.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["source_format"] == (fmt or "dicom") and note in manifest["source_note"]
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [

@@ -11,12 +11,20 @@ from dcesynth.cli.errors import user_errors
 
 
 def ingest(
-    source: Annotated[Path, typer.Argument(help="Duke-style DICOM tree or NIfTI tree.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Any folder of DICOM files (cases by PatientID, any layout) or a NIfTI tree."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Dataset directory to write (new, or this dataset).")],
     config: Annotated[
         Path | None, typer.Option(help="IngestConfig YAML; flags override it.")
     ] = None,
-    format: Annotated[str | None, typer.Option(help="auto | dicom | nifti [auto].")] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="auto | dicom | nifti [auto: DICOM if SOURCE has any, else NIfTI]."),
+    ] = None,
     boxes: Annotated[
         Path | None, typer.Option(help="Annotation_Boxes .csv/.xlsx [found beside].")
     ] = None,
@@ -26,6 +34,17 @@ def ingest(
     image_size: Annotated[int | None, typer.Option(help="Square slice size [512].")] = None,
     phases: Annotated[
         str | None, typer.Option(help="Post phases to keep, e.g. 1,2,3 [1,2,3].")
+    ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option(
+            help="One-series dynamic acquisitions: frame indices that become pre, post 1, "
+            "…, e.g. 0,5,10,15."
+        ),
+    ] = None,
+    frame_times_s: Annotated[
+        str | None,
+        typer.Option(help="Like --frames, by seconds after the first frame, e.g. 0,60,120,180."),
     ] = None,
     selection: Annotated[str | None, typer.Option(help="all | tumour (± margin) [all].")] = None,
     normalisation: Annotated[
@@ -44,7 +63,7 @@ def ingest(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto).")] = None,
 ) -> None:
     """Prepare a cohort: per-volume normalisation, square slices, patient-level splits."""
-    from dcesynth.config import ConfigError, build_config
+    from dcesynth.config import build_config
     from dcesynth.data.ingest import IngestConfig
     from dcesynth.data.ingest import ingest as run_ingest
 
@@ -55,13 +74,10 @@ def ingest(
             for k, v in (("file", split_file and str(split_file)), ("seed", seed))
             if v is not None
         }
-        try:
-            phase_tuple = tuple(int(p) for p in phases.split(",")) if phases else None
-        except ValueError:
-            raise ConfigError(
-                f"command line: `--phases`: comma-separated integers, got {phases!r}"
-            ) from None
+        phase_tuple = _numbers("--phases", phases, int)
         overrides = dict(
+            frames=_numbers("--frames", frames, int),
+            frame_times_s=_numbers("--frame-times-s", frame_times_s, float),
             format=format,
             boxes=boxes,
             masks=masks,
@@ -74,6 +90,8 @@ def ingest(
         )
         cfg = build_config(IngestConfig, config, overrides)
         res = run_ingest(source, out, cfg, workers=workers, address=address)
+    for note in res.notes:
+        typer.echo(note)
     if res.up_to_date:
         typer.echo(f"{out} is up to date: nothing to do")
         return
@@ -83,3 +101,18 @@ def ingest(
     )
     for s in res.skipped:
         typer.echo(f"skipped {s['error']}", err=True)
+    if res.ignored:
+        typer.echo(f"{len(res.ignored)} files or series left out: see {out}/ingest_report.json")
+
+
+def _numbers(flag: str, text: str | None, kind: type) -> tuple | None:
+    """``"0,5,10"`` → ``(0, 5, 10)``; errors name the flag."""
+    from dcesynth.config import ConfigError
+
+    if not text:
+        return None
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise ConfigError(f"command line: `{flag}`: comma-separated {what}, got {text!r}") from None

@@ -1,10 +1,13 @@
-"""Ingest round trips on the phantom: DICOM and NIfTI give one dataset, equal to the truth."""
+"""Ingest round trips on the phantom: every layout (DICOM tree, NIfTI tree, the whole output
+folder, a flat folder of DICOM files) gives one dataset, equal to the truth."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import shutil
+import uuid
 from pathlib import Path
 
 import nibabel as nib
@@ -12,24 +15,53 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.data.ingest import IngestConfig, ingest, source
 from dcesynth.data.ingest.shards import images
 from dcesynth.data.ingest.transforms import minmax, pseudonym
 
 CFG = IngestConfig(image_size=48, phases=(1, 2, 3, 4), selection="all")
 
 
+def flat_copy(tree: Path, flat: Path) -> None:
+    """Every DICOM file of every case in one folder, under random names (a PACS export)."""
+    flat.mkdir()
+    for f in sorted(tree.rglob("*.dcm")):
+        shutil.copy(f, flat / uuid.uuid4().hex)
+
+
+# SOURCE given to ingest, and options beside CFG
+LAYOUTS = {
+    "dicom": ("dicom", {}),
+    "nifti": ("nifti/images", {}),
+    "root": (".", {}),  # the phantom's output folder: DICOM and NIfTI side by side
+    "root-nifti": (".", {"format": "nifti"}),
+    "flat": ("<flat>", {"boxes": "Annotation_Boxes.csv", "masks": "nifti/masks"}),
+}
+
+
 @pytest.fixture(scope="module")
 def datasets(ray_session, phantom_source: Path, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("datasets")
-    out = {}
-    for fmt, src in (
-        ("dicom", phantom_source / "dicom"),
-        ("nifti", phantom_source / "nifti" / "images"),
-    ):
-        res = ingest(src, root / fmt, CFG, progress=False)
-        assert not res.skipped and sum(res.cases.values()) == 4
-        out[fmt] = root / fmt
+    flat_copy(phantom_source / "dicom", root / "export")
+    out, results = {}, {}
+    for name, (where, extra) in LAYOUTS.items():
+        src = root / "export" if where == "<flat>" else phantom_source / where
+        opts = {k: phantom_source / v if k != "format" else v for k, v in extra.items()}
+        cfg = IngestConfig(**{**CFG.model_dump(), **opts})
+        with pytest.MonkeyPatch.context() as mp:
+            if name == "flat":  # headers read by Ray tasks of 64 files, as for a large source
+                mp.setattr(source, "SCAN_CHUNK", 64)
+            res = ingest(src, root / name, cfg, progress=False)
+        assert not res.skipped and not res.ignored and sum(res.cases.values()) == 4, name
+        out[name], results[name] = root / name, res
+    assert results["root"].source_format == "dicom"
+    assert results["root"].notes == [
+        "SOURCE holds DICOM files and a NIfTI tree (nifti/images): reading the DICOM files "
+        "(`--format nifti` reads the NIfTI tree)"
+    ]
+    assert results["root-nifti"].source_format == "nifti"
+    assert results["root-nifti"].notes == ["reading the NIfTI tree nifti/images below SOURCE"]
+    assert results["dicom"].notes == results["nifti"].notes == results["flat"].notes == []
     return out
 
 
@@ -37,14 +69,18 @@ def _files(d: Path) -> list[Path]:
     return sorted(p.relative_to(d) for p in d.rglob("*") if p.is_file())
 
 
-def test_dicom_and_nifti_give_identical_datasets(datasets: dict[str, Path]) -> None:
-    a, b = datasets["dicom"], datasets["nifti"]
+@pytest.mark.parametrize("other", [k for k in LAYOUTS if k != "dicom"])
+def test_every_layout_gives_the_identical_dataset(datasets: dict[str, Path], other: str) -> None:
+    """The phantom's DICOM tree, its NIfTI tree, its whole output folder (read as DICOM, or as
+    NIfTI when asked) and all its DICOM files in one folder: byte for byte one dataset."""
+    a, b = datasets["dicom"], datasets[other]
     assert _files(a) == _files(b)
     for f in _files(a):
         if f.name == "manifest.json":  # names the source format and has a timestamp
             ma, mb = json.loads((a / f).read_text()), json.loads((b / f).read_text())
             assert ma["counts"] == mb["counts"] and ma["phases"] == mb["phases"]
-            assert ma["source_format"] == "dicom" and mb["source_format"] == "nifti"
+            assert ma["source_format"] == "dicom"
+            assert mb["source_format"] == ("nifti" if "nifti" in other else "dicom")
             continue
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from dcesynth.config import StrictModel
 from dcesynth.data.readers.dicom import SeriesRules
@@ -37,7 +38,11 @@ class SplitConfig(StrictModel):
 class IngestConfig(StrictModel):
     """Everything that shapes a prepared dataset (paths default to the phantom's layout)."""
 
-    format: Literal["auto", "dicom", "nifti"] = "auto"
+    format: Literal["auto", "dicom", "nifti"] = Field(
+        "auto",
+        description="auto: DICOM files found by their headers anywhere below SOURCE, else a "
+        "NIfTI tree <case>/<case>_000k.nii.gz; a folder holding both is read as DICOM",
+    )
     boxes: Path | None = Field(
         None, description="Annotation_Boxes .csv/.xlsx; default: found beside"
     )
@@ -55,6 +60,18 @@ class IngestConfig(StrictModel):
     zscore_clip: float = Field(3.0, gt=0)
     image_size: int = Field(512, ge=16, le=2048, description="square slice size (study: 512)")
     phases: tuple[int, ...] = Field((1, 2, 3), min_length=1, description="post phases to keep")
+    frames: tuple[int, ...] | None = Field(
+        None,
+        description="dynamic acquisitions stored as ONE series: the time points (0-based frame "
+        "indices, increasing) that become the pre phase and post phases 1, 2, …, e.g. "
+        "[0, 5, 10, 15]. Needed when such a series holds more than 10 time points; cases with "
+        "one series per phase ignore it. Exclusive with frame_times_s",
+    )
+    frame_times_s: tuple[float, ...] | None = Field(
+        None,
+        description="like `frames`, by time: seconds after the series' first frame, increasing, "
+        "e.g. [0, 60, 120, 180]; each takes the nearest frame (within half a frame interval)",
+    )
     selection: Literal["all", "tumour"] = Field(
         "all", description="all slices, or tumour slices ± margin (the study's multi-phase runs)"
     )
@@ -68,6 +85,26 @@ class IngestConfig(StrictModel):
     def _phases(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(p < 1 or p > 9 for p in v) or len(set(v)) != len(v) or list(v) != sorted(v):
             raise ValueError(f"phases are distinct increasing post-phase numbers 1..9, got {v}")
+        return v
+
+    @field_validator("frames", "frame_times_s")
+    @classmethod
+    def _time_points(cls, v: tuple | None, info: ValidationInfo) -> tuple | None:
+        if v is None:
+            return v
+        name = info.field_name
+        if len(v) < 2 or min(v) < 0 or any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(
+                f"{name}: at least 2 increasing values >= 0 (pre, then posts), got {list(v)}"
+            )
+        if name == "frame_times_s" and info.data.get("frames") is not None:
+            raise ValueError("give `frames` or `frame_times_s`, not both")
+        phases = info.data.get("phases")
+        if phases and len(v) < 1 + max(phases):
+            raise ValueError(
+                f"{name} selects {len(v)} time points (pre + {len(v) - 1} post), but `phases` "
+                f"asks for post phase {max(phases)}; give {1 + max(phases)} or more"
+            )
         return v
 
     @field_validator("percentiles")

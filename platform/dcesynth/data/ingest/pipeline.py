@@ -7,7 +7,8 @@ Layout of the dataset directory::
     volumes/<id>_000k.nii.gz normalised uint8 volumes at native resolution (k = 0 pre, posts)
     volumes/<id>_mask.nii.gz
     slices/<split>/part-NNNNN.parquet   one row per kept axial slice (see shards.py)
-    ingest_report.json       cases skipped and why (names source folders, so they can be fixed)
+    ingest_report.json       cases skipped and files/series left out, and why (names source
+                             folders, so they can be fixed)
 
 Cases are prepared by Ray tasks (one per case) and written by the driver in case order. The
 dataset is built under a hidden ``.tmp-`` name beside ``out`` and renamed when complete, so an
@@ -35,16 +36,14 @@ from dcesynth.config import atomic_write_text
 from dcesynth.data.ingest.config import DATASET_VERSION, IngestConfig
 from dcesynth.data.ingest.prepare import CaseSpec, prepare_case
 from dcesynth.data.ingest.shards import ShardWriter, slice_schema, slices_table
+from dcesynth.data.ingest.source import DatasetError, Source, discover, resolve_source
 from dcesynth.data.ingest.transforms import assign_splits, pseudonym
-from dcesynth.data.readers import dicom, nifti
+from dcesynth.data.readers import nifti
 from dcesynth.data.readers.boxes import read_boxes
+from dcesynth.data.readers.common import CaseError
 from dcesynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
-
-
-class DatasetError(ValueError):
-    """The ingest cannot run as asked; the message names the option or path."""
 
 
 @dataclass
@@ -55,41 +54,9 @@ class IngestResult:
     slices: dict[str, int] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Source:
-    fmt: str
-    root: Path
-    boxes: Path | None
-    masks: Path | None
-    box_slices: str
-
-
-def _first_existing(paths: list[Path]) -> Path | None:
-    return next((p for p in paths if p.exists()), None)
-
-
-def resolve_source(source: Path, cfg: IngestConfig) -> Source:
-    """Format, boxes and masks: as configured, else found beside the source (phantom layout)."""
-    root = Path(source)
-    if not root.is_dir():
-        raise DatasetError(f"SOURCE {root}: not a directory")
-    fmt = cfg.format
-    if fmt == "auto":
-        fmt = "nifti" if any(root.glob("*/*.nii*")) else "dicom"
-    for opt, p in (("--boxes", cfg.boxes), ("--masks", cfg.masks), ("split.file", cfg.split.file)):
-        if p is not None and not Path(p).exists():
-            raise DatasetError(f"`{opt}` {p}: not found")
-    near = [root, root.parent]
-    boxes = cfg.boxes or _first_existing(
-        [d / f"Annotation_Boxes.{e}" for d in near for e in ("csv", "xlsx")]
-    )
-    masks = cfg.masks or _first_existing([root.parent / "masks", root.parent / "nifti" / "masks"])
-    box_slices = (
-        cfg.box_slices if cfg.box_slices != "auto" else ("instance" if fmt == "dicom" else "array")
-    )
-    return Source(fmt, root, boxes, masks, box_slices)
+    ignored: list[dict] = field(default_factory=list)  # files and series left out, with why
+    source_format: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. which format SOURCE was read as
 
 
 def source_fingerprint(paths: list[Path | None]) -> str:
@@ -139,20 +106,24 @@ def _splits(keys: list[str], cfg: IngestConfig) -> dict[str, str]:
     return {k: table[k] for k in keys if k in table}
 
 
-def _identity(src: Source, key: str) -> str:
-    """Who the case belongs to, to catch one patient under two folders (kept in memory)."""
+def _cases(src: Source, address: str | None, workers: int | None):
+    """Case keys, each DICOM case's files, cases that cannot be used (key → error) and what
+    was left out of the source."""
     if src.fmt == "nifti":
-        return key.lower()
-    import pydicom
-
-    for dirpath, _, files in os.walk(src.root / key):
-        for name in sorted(files):
-            try:
-                ds = pydicom.dcmread(Path(dirpath) / name, stop_before_pixels=True)
-                return str(ds.get("PatientID", key))
-            except Exception:  # unreadable files are reported by the case's own task
-                continue
-    return key
+        keys = nifti.list_cases(src.root)
+        owners: dict[str, list[str]] = {}
+        for k in keys:  # one patient under two folders that differ only in case
+            owners.setdefault(k.lower(), []).append(k)
+        errors = {
+            k: f"{k}: duplicate case id: folders {ks} hold the same patient"
+            for ks in owners.values()
+            if len(ks) > 1
+            for k in ks
+        }
+        return keys, {}, errors, []
+    cohort = discover(src, address, workers)
+    errors = {k: str(CaseError(k, e)) for k, e in cohort.errors.items()}
+    return sorted({*cohort.cases, *errors}), cohort.cases, errors, cohort.ignored
 
 
 def _ensure_ray(address: str | None, workers: int | None) -> None:
@@ -172,7 +143,9 @@ def ingest(
     """Prepare ``source`` into the dataset ``out`` (Ray tasks, one per case).
 
     Args:
-        source: a Duke-style DICOM tree or a NIfTI tree (see ``dcesynth.data.readers``).
+        source: any folder of DICOM files (cases found by PatientID in the headers, whatever
+            the layout) or a NIfTI tree; a folder holding both is read as DICOM unless
+            ``cfg.format`` says otherwise (see ``source.resolve_source``).
         out: the dataset directory; must not exist or hold this very dataset.
         cfg: the options.
         workers: CPUs of a local Ray instance started here (ignored when Ray runs already).
@@ -190,11 +163,26 @@ def ingest(
         log.info("%s is up to date (fingerprint %s): nothing to do", out, fp)
         c = old["counts"]
         report = out / "ingest_report.json"
-        skipped = json.loads(report.read_text())["skipped"] if report.is_file() else []
-        return IngestResult(out, True, c["cases"], c["slices"], skipped)
-    keys = (dicom if src.fmt == "dicom" else nifti).list_cases(src.root)
+        rep = json.loads(report.read_text()) if report.is_file() else {}
+        return IngestResult(
+            out,
+            True,
+            c["cases"],
+            c["slices"],
+            rep.get("skipped", []),
+            ignored=rep.get("ignored", []),
+            source_format=old.get("source_format", ""),
+            notes=[old["source_note"]] if old.get("source_note") else [],
+        )
+    if src.note:
+        log.info("%s", src.note)
+    keys, files, errors, ignored = _cases(src, address, workers)
     if not keys:
-        raise DatasetError(f"SOURCE {src.root}: no case folders found")
+        left = f"; {len(ignored)} left out, first: {ignored[0]}" if ignored else ""
+        raise DatasetError(
+            f"SOURCE {src.root}: no case folders found (no DICOM image, no NIfTI tree "
+            f"<case>/<case>_0000.nii.gz){left}"
+        )
     boxes = read_boxes(src.boxes) if src.boxes else {}
     splits = _splits(keys, cfg)
     for stale in out.parent.glob(f".tmp-{out.name}-*"):
@@ -206,19 +194,11 @@ def ingest(
         for k in keys
         if k not in splits
     ]
-    owners: dict[str, list[str]] = {}
-    for k in splits:
-        owners.setdefault(_identity(src, k), []).append(k)
-    dup = {k for ks in owners.values() if len(ks) > 1 for k in ks}
-    for ks in (ks for ks in owners.values() if len(ks) > 1):
-        for k in ks:
-            skipped.append(
-                {
-                    "source": k,
-                    "case_id": pseudonym(k, cfg.salt),
-                    "error": f"{k}: duplicate case id: folders {ks} hold the same patient",
-                }
-            )
+    skipped += [
+        {"source": k, "case_id": pseudonym(k, cfg.salt), "error": errors[k]}
+        for k in sorted(splits)
+        if k in errors
+    ]
     specs = [
         CaseSpec(
             k,
@@ -231,20 +211,30 @@ def ingest(
             src.box_slices,
             str(tmp / "volumes"),
             src.boxes.name if src.boxes else None,
+            tuple(files.get(k, ())),
         )
         for k in sorted(splits)
-        if k not in dup
+        if k not in errors
     ]
     try:
-        rows, writers = _run(specs, cfg, tmp, skipped, workers, address, progress)
-        _finish(tmp, out, cfg, src, fp, rows, writers, skipped)
+        rows, writers = _run(specs, cfg, tmp, skipped, ignored, workers, address, progress)
+        _finish(tmp, out, cfg, src, fp, rows, writers, skipped, ignored)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for s in skipped:
         log.warning("skipped %s", s["error"])
+    if ignored:
+        log.info("%d files or series left out (see ingest_report.json)", len(ignored))
     res = IngestResult(
-        out, False, _count(rows), {n: w.total_rows for n, w in writers.items()}, skipped
+        out,
+        False,
+        _count(rows),
+        {n: w.total_rows for n, w in writers.items()},
+        skipped,
+        ignored=ignored,
+        source_format=src.fmt,
+        notes=[src.note] if src.note else [],
     )
     res.wall_s = time.perf_counter() - t0
     return res
@@ -257,7 +247,7 @@ def _count(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-def _run(specs, cfg, tmp, skipped, workers, address, progress):
+def _run(specs, cfg, tmp, skipped, ignored, workers, address, progress):
     import ray
 
     _ensure_ray(address, workers)
@@ -286,12 +276,13 @@ def _run(specs, cfg, tmp, skipped, workers, address, progress):
             )
             w.write(slices_table(spec.case_id, res["slices"], schema))
             rows.append(res["row"])
+            ignored.extend({"case": spec.key, **e} for e in res.get("ignored", []))
     for w in writers.values():
         w.close()
     return rows, writers
 
 
-def _finish(tmp, out, cfg, src, fp, rows, writers, skipped) -> None:
+def _finish(tmp, out, cfg, src, fp, rows, writers, skipped, ignored) -> None:
     if not rows:
         raise DatasetError(
             f"no case could be ingested; first error: {skipped[0]['error'] if skipped else '-'}"
@@ -307,6 +298,7 @@ def _finish(tmp, out, cfg, src, fp, rows, writers, skipped) -> None:
         "version": DATASET_VERSION,
         "fingerprint": fp,
         "source_format": src.fmt,
+        "source_note": src.note,
         "box_slices": src.box_slices,
         "options": cfg.public_dump(),
         "split_seed": cfg.split.seed,
@@ -315,6 +307,7 @@ def _finish(tmp, out, cfg, src, fp, rows, writers, skipped) -> None:
         "counts": counts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(tmp / "ingest_report.json", json.dumps({"skipped": skipped}, indent=1))
+    report = {"skipped": skipped, "ignored": ignored}
+    atomic_write_text(tmp / "ingest_report.json", json.dumps(report, indent=1))
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
     os.replace(tmp, out)

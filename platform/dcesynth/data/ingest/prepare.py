@@ -31,12 +31,21 @@ class CaseSpec:
     box_slices: str  # "instance" | "array"
     volumes_dir: str
     boxes_file: str | None = None  # its name, for error messages
+    files: tuple[str, ...] = ()  # DICOM: the case's files found by discovery (relative to root)
 
 
 def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
     keep = [0, *cfg.phases]  # pixels of the other phases are never read
     if spec.fmt == "dicom":
-        raw = dicom.read_case(Path(spec.root), spec.key, cfg.series_rules, keep=keep)
+        raw = dicom.read_case(
+            Path(spec.root),
+            spec.key,
+            cfg.series_rules,
+            keep=keep,
+            files=list(spec.files) if spec.files else None,
+            frames=cfg.frames,
+            frame_times_s=cfg.frame_times_s,
+        )
         if spec.masks is not None and (Path(spec.masks) / f"{spec.key}.nii.gz").is_file():
             raw.mask = _dicom_mask(spec, raw)
         return raw
@@ -76,7 +85,8 @@ def _box(spec: CaseSpec, raw: RawCase) -> tuple[int, ...] | None:
 
 
 def prepare_case(spec: CaseSpec, cfg: IngestConfig) -> dict:
-    """Returns ``{"ok": True, "row": …, "slices": …}`` or ``{"ok": False, "error": …}``."""
+    """Returns ``{"ok": True, "row": …, "slices": …, "ignored": …}`` or
+    ``{"ok": False, "error": …}`` (``ignored``: series of the case left out, with why)."""
     try:
         return {"ok": True, **_prepare(spec, cfg)}
     except Exception as e:  # a reader bug must not stop the cohort either; say what it was
@@ -174,7 +184,7 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
         "n_tumour_slices": int(tumour.sum()),
         "resize": [rs.scale_y, rs.scale_x, rs.pad_y, rs.pad_x, rs.out_h, rs.out_w],
     }
-    return {"row": row, "slices": slices}
+    return {"row": row, "slices": slices, "ignored": raw.ignored}
 
 
 def _mask_z(mask: np.ndarray | None) -> tuple[int, int] | None:

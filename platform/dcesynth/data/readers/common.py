@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,7 @@ class RawCase:
         reorientation: stored → canonical mapping (boxes are given in stored indices).
         mask: uint8 tumour mask on the canonical geometry, if the source has one.
         sources: per phase, the series folder or file it came from (relative to the root).
+        ignored: series of the case left out, each ``{"source", "series", "reason"}``.
     """
 
     key: str
@@ -45,6 +47,7 @@ class RawCase:
     reorientation: Reorientation | None = None
     mask: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    ignored: list[dict] = field(default_factory=list)
 
 
 def canonical(
@@ -67,3 +70,16 @@ def clock_seconds(value: str | None) -> float | None:
         return int(v[:2]) * 3600 + int(v[2:4] or 0) * 60 + float(v[4:] or 0)
     except ValueError:
         return None
+
+
+def datetime_seconds(value) -> float | None:
+    """DICOM DT ('YYYYMMDDHHMMSS.ffffff', optional UTC offset) in seconds on one time line."""
+    v = str(value or "").split("+")[0].split("-")[0].strip()
+    if len(v) < 8:
+        return None
+    try:
+        day = dt.date(int(v[:4]), int(v[4:6]), int(v[6:8])).toordinal()
+    except ValueError:
+        return None
+    clock = clock_seconds(v[8:]) if len(v) > 8 else 0.0
+    return day * 86400.0 + (clock or 0.0)

@@ -1,17 +1,19 @@
-"""Duke-style DICOM trees: ``<root>/<case>/<study>/<series>/*.dcm``.
+"""One patient's DICOM series → the DCE phases of a case.
 
+The files of a case are those :mod:`~dcesynth.data.readers.discovery` found for one PatientID
+(any layout), or, read directly, a Duke-style folder ``<root>/<case>/<study>/<series>/*.dcm``.
 Series are recognised by description with a configurable table of regular expressions (real
 names vary: ``ax dyn pre``, ``ax dyn 1st pass``, ``ax 3d dyn``, ``Ax Vibrant MultiPhase``, a typo
 such as ``ax dyn 1st pas``) and by header facts: a contrast agent marks a post-contrast series
-and acquisition time orders the phases. A single series holding all phases is split by
-TemporalPositionIdentifier, else by AcquisitionTime. Slices are ordered by position along the
-slice normal, never by file name or InstanceNumber.
+and acquisition time orders the phases. A single series holding all phases (classic or enhanced
+multi-frame) is split into time points (see :mod:`~dcesynth.data.readers.frames`). Slices are
+ordered by position along the slice normal, never by file name or InstanceNumber.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +21,16 @@ import pydicom
 from pydantic import field_validator
 
 from dcesynth.config import StrictModel
-from dcesynth.data.geometry import Geometry
 from dcesynth.data.readers.common import CaseError, RawCase, canonical, clock_seconds
-
-NOT_DICOM_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".md", ".xlsx", ".nii", ".gz"}
-REQUIRED = (
-    "SeriesInstanceUID",
-    "ImagePositionPatient",
-    "ImageOrientationPatient",
-    "PixelSpacing",
-    "Rows",
-    "Columns",
+from dcesynth.data.readers.discovery import NOT_DICOM_SUFFIXES
+from dcesynth.data.readers.frames import (
+    Frame,
+    PixelCache,
+    assemble,
+    choose_time_points,
+    frames_of,
+    n_time_points,
+    split_time_points,
 )
 
 
@@ -77,7 +78,7 @@ def _ordinal(patterns: tuple[str, ...], text: str) -> int | None:
 
 
 def list_cases(root: Path) -> list[str]:
-    """Case folders (one per patient) directly below ``root``."""
+    """Case folders (one per patient) directly below ``root`` (a Duke tree read folder-wise)."""
     return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
@@ -85,6 +86,7 @@ class _Series:
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.items: list[tuple[Path, pydicom.Dataset]] = []
+        self._frames: list[Frame] | None = None
 
     @property
     def first(self) -> pydicom.Dataset:
@@ -93,6 +95,10 @@ class _Series:
     @property
     def description(self) -> str:
         return str(self.first.get("SeriesDescription", "")).strip()
+
+    @property
+    def study(self) -> str:
+        return str(self.first.get("StudyInstanceUID", ""))
 
     @property
     def has_agent(self) -> bool:
@@ -104,13 +110,34 @@ class _Series:
         known = [t for t in times if t is not None]
         return min(known) if known else float("inf")
 
+    def frames(self, key: str, root: Path) -> list[Frame]:
+        if self._frames is None:
+            self._frames = [f for p, ds in self.items for f in frames_of(key, root, p, ds)]
+        return self._frames
 
-def _headers(root: Path, key: str) -> dict[str, _Series]:
+    def folder(self, root: Path) -> str:
+        return str(self.items[0][0].parent.relative_to(root))
+
+    def where(self, root: Path) -> str:
+        """Its file when it has one (an enhanced object; a folder of many cases), else folder."""
+        if len(self.items) == 1:
+            return str(self.items[0][0].relative_to(root))
+        return self.folder(root)
+
+
+def _headers(root: Path, key: str, files: list[str] | None = None) -> dict[str, _Series]:
+    if files is None:
+        paths = sorted(
+            f
+            for f in (root / key).rglob("*")
+            if f.is_file()
+            and not f.name.startswith(".")
+            and f.suffix.lower() not in NOT_DICOM_SUFFIXES
+        )
+    else:
+        paths = sorted(root / f for f in files)
     series: dict[str, _Series] = {}
-    files = sorted(f for f in (root / key).rglob("*") if f.is_file() and not f.name.startswith("."))
-    for f in files:
-        if f.suffix.lower() in NOT_DICOM_SUFFIXES:
-            continue
+    for f in paths:
         rel = str(f.relative_to(root))
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
@@ -125,34 +152,69 @@ def _headers(root: Path, key: str) -> dict[str, _Series]:
     return series
 
 
-def _split_multiphase(key: str, s: _Series) -> list[list[tuple[Path, pydicom.Dataset]]]:
-    """Phases of one series holding all of them, in time order."""
-    groups: dict[float, list] = defaultdict(list)
-    if all("TemporalPositionIdentifier" in ds for _, ds in s.items):
-        for f, ds in s.items:
-            groups[float(ds.TemporalPositionIdentifier)].append((f, ds))
-        if sorted(groups) != list(range(1, len(groups) + 1)):
-            raise CaseError(
-                key,
-                f"missing phase: temporal positions {sorted(groups)} in series {s.description!r}",
-            )
-    else:
-        for f, ds in s.items:
-            groups[clock_seconds(ds.get("AcquisitionTime")) or 0.0].append((f, ds))
-    return [groups[k] for k in sorted(groups)]
+@dataclass
+class _Phases:
+    """The frames of each phase (pre first), their times when one series gave them all, and
+    the series left out with why."""
+
+    frames: list[list[Frame]]
+    times: list[float] | None = None
+    ignored: list[dict] = field(default_factory=list)
 
 
-def _select_phases(key: str, series: dict[str, _Series], rules: SeriesRules) -> list[list]:
-    """Pre then post phases (lists of (file, header)) from the series of one case."""
-    dynamic = [
-        s
-        for s in series.values()
-        if _any(rules.dynamic, s.description) and not _any(rules.exclude, s.description)
-    ]
-    multi = [s for s in dynamic if _any(rules.multiphase, s.description)]
+def _ignored(root: Path, s: _Series, reason: str) -> dict:
+    return {"source": s.where(root), "series": s.description, "reason": reason}
+
+
+def _select_phases(
+    key: str,
+    root: Path,
+    series: dict[str, _Series],
+    rules: SeriesRules,
+    frames: tuple[int, ...] | None = None,
+    frame_times_s: tuple[float, ...] | None = None,
+) -> _Phases:
+    """Pre then post phases from the series of one case."""
+    ignored, dynamic = [], []
+    for s in sorted(series.values(), key=lambda s: s.folder(root)):
+        if hit := next((p for p in rules.exclude if re.search(p, s.description, re.I)), None):
+            ignored.append(_ignored(root, s, f"matches series_rules.exclude '{hit}'"))
+        elif not _any(rules.dynamic, s.description):
+            ignored.append(_ignored(root, s, "not a dynamic series (series_rules.dynamic)"))
+        else:
+            dynamic.append(s)
+    studies = sorted({s.study for s in dynamic})
+    if len(studies) > 1:  # a patient scanned twice: which study the boxes describe is unknown
+        where = sorted(sorted({s.folder(root) for s in dynamic if s.study == u}) for u in studies)
+        raise CaseError(
+            key, f"{len(studies)} studies hold dynamic series ({where}); keep one in SOURCE"
+        )
+    n_tp = {s.uid: n_time_points(s.frames(key, root)) for s in dynamic}
+    multi = [s for s in dynamic if _any(rules.multiphase, s.description) or n_tp[s.uid] > 1]
     single = [s for s in dynamic if s not in multi]
     if not single and multi:
-        return _split_multiphase(key, min(multi, key=lambda s: s.time))
+        # the widest coverage is the DCE acquisition (a 1-slice perfusion reference is not)
+        chosen = min(multi, key=lambda s: (-len({f.position for f in s.frames(key, root)}), s.time))
+        for s in multi:
+            if s is not chosen:
+                ignored.append(_ignored(root, s, "another single-series dynamic acquisition used"))
+        points, times = split_time_points(key, root, chosen.frames(key, root), chosen.description)
+        idx = choose_time_points(
+            key,
+            chosen.where(root),
+            chosen.description,
+            times,
+            len(points),
+            frames,
+            frame_times_s,
+        )
+        return _Phases(
+            [points[i] for i in idx], [times[i] for i in idx] if times else None, ignored
+        )
+    for s in multi:
+        ignored.append(
+            _ignored(root, s, f"holds {n_tp[s.uid]} time points; the per-phase series are used")
+        )
     pre = [s for s in single if _any(rules.pre, s.description)]
     post = [s for s in single if s not in pre]
     if not pre:  # no "pre" in any name: the earliest series without contrast agent
@@ -173,82 +235,44 @@ def _select_phases(key: str, series: dict[str, _Series], rules: SeriesRules) -> 
             f"missing phase: post-contrast series numbered {sorted(ords)} "
             f"({names}), expected 1..{max(ords)}",
         )
-    return [pre[0].items] + [s.items for s in post]
-
-
-def _assemble(key: str, root: Path, items: list) -> tuple[np.ndarray, Geometry, np.ndarray]:
-    """Volume (stored order along the normal), its geometry and each slice's InstanceNumber."""
-    f0, ds0 = items[0]
-    for f, ds in items:
-        if missing := [t for t in REQUIRED if t not in ds]:
-            raise CaseError(key, f"missing {', '.join(missing)}", str(f.relative_to(root)))
-    iop = np.asarray(ds0.ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
-    pos = np.array([float(np.dot(ds.ImagePositionPatient, normal)) for _, ds in items])
-    order = np.argsort(pos, kind="stable")
-    steps = np.diff(pos[order])
-    if len(items) > 1:
-        if np.min(steps) < 1e-3:
-            raise CaseError(
-                key, "duplicate slice positions in one series", str(f0.parent.relative_to(root))
-            )
-        if np.max(np.abs(steps - np.median(steps))) > 0.05 * np.median(steps) + 1e-3:
-            raise CaseError(
-                key, "uneven slice spacing (missing slices?)", str(f0.parent.relative_to(root))
-            )
-    vol = np.empty((len(items), int(ds0.Rows), int(ds0.Columns)), np.float32)
-    for z, i in enumerate(order):
-        f = items[i][0]
-        try:
-            ds = pydicom.dcmread(f)
-            px = ds.pixel_array
-        except Exception as e:
-            raise CaseError(
-                key, f"unreadable DICOM ({type(e).__name__}: {e})", str(f.relative_to(root))
-            ) from None
-        if px.shape != vol.shape[1:]:
-            raise CaseError(
-                key,
-                f"slice of shape {px.shape} in a {vol.shape[1:]} series",
-                str(f.relative_to(root)),
-            )
-        vol[z] = px * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
-    ps = [float(v) for v in ds0.PixelSpacing]
-    dz = float(np.median(steps)) if len(items) > 1 else float(ds0.get("SliceThickness", 1.0))
-    first = items[order[0]][1]
-    geom = Geometry(
-        shape=vol.shape,
-        spacing=(ps[1], ps[0], dz),
-        origin=tuple(float(v) for v in first.ImagePositionPatient),
-        direction=tuple(float(v) for v in np.column_stack([iop[:3], iop[3:], normal]).ravel()),
-    )
-    instances = np.array([int(items[i][1].get("InstanceNumber", 0)) for i in order])
-    return vol, geom, instances
+    return _Phases([s.frames(key, root) for s in [pre[0], *post]], None, ignored)
 
 
 def read_case(
-    root: Path, key: str, rules: SeriesRules | None = None, keep: list[int] | None = None
+    root: Path,
+    key: str,
+    rules: SeriesRules | None = None,
+    keep: list[int] | None = None,
+    files: list[str] | None = None,
+    frames: tuple[int, ...] | None = None,
+    frame_times_s: tuple[float, ...] | None = None,
 ) -> RawCase:
-    """Read one case folder of a Duke-style tree.
+    """Read one case: the given files, or the folder ``root/key`` of a Duke-style tree.
 
     Args:
-        root: the tree's root.
-        key: the case folder.
+        root: the source's root; files and error messages are relative to it.
+        key: the case (PatientID; the folder when ``files`` is None).
         rules: the series table.
         keep: phase indices (0 = pre) whose pixels to read; the others come back as None
             (all phases are still found and ordered). Default: all.
+        files: the case's files (from discovery), relative to ``root``.
+        frames, frame_times_s: the time points of a single-series dynamic acquisition that
+            become the phases (see :func:`~dcesynth.data.readers.frames.choose_time_points`).
 
     Raises:
         CaseError: naming the case and file (unreadable DICOM, missing phase, mismatched
-            geometry, duplicate or uneven slices, …).
+            geometry, duplicate or uneven slices, too many time points to number, …).
     """
     root = Path(root)
-    series = _headers(root, key)
-    phases = _select_phases(key, series, rules or SeriesRules())
+    series = _headers(root, key, files)
+    sel = _select_phases(key, root, series, rules or SeriesRules(), frames, frame_times_s)
+    phases = sel.frames
     wanted = sorted(
         {0, *(range(len(phases)) if keep is None else (k for k in keep if k < len(phases)))}
     )
-    read = {p: _assemble(key, root, phases[p]) for p in wanted}
+    cache = PixelCache()
+    read = {p: assemble(key, root, phases[p], cache) for p in wanted}
+    del cache
     geoms = {p: r[1] for p, r in read.items()}
     instances = {p: r[2] for p, r in read.items()}
     for p, g in geoms.items():
@@ -257,19 +281,21 @@ def read_case(
                 key,
                 f"pre and post phase {p} have different geometry: "
                 f"{geoms[0].to_dict()} vs {g.to_dict()}",
-                str(phases[p][0][0].parent.relative_to(root)),
+                str(phases[p][0].path.parent.relative_to(root)),
             )
     vols, geom, reo = canonical(key, [read[p][0] for p in wanted], geoms[0])
     del read
     by_phase = dict(zip(wanted, vols, strict=True))
     vols = [by_phase.get(p) for p in range(len(phases))]
-    times = [
-        min((clock_seconds(ds.get("AcquisitionTime")) or np.inf) for _, ds in items)
-        for items in phases
-    ]
+    if sel.times is not None:
+        times = sel.times
+    else:  # one series per phase: its acquisition time
+        times = [
+            min((clock_seconds(f.ds.get("AcquisitionTime")) or np.inf) for f in fs) for fs in phases
+        ]
     t0 = times[0]
     acq = [round(float(t - t0), 3) if np.isfinite(t) and np.isfinite(t0) else None for t in times]
-    ds0, post = phases[0][0][1], phases[1][0][1] if len(phases) > 1 else None
+    ds0, post = phases[0][0].ds, phases[1][0].ds if len(phases) > 1 else None
     facts = {
         "manufacturer": str(ds0.get("Manufacturer", "")) or None,
         "model": str(ds0.get("ManufacturerModelName", "")) or None,
@@ -288,5 +314,6 @@ def read_case(
         identity=str(ds0.get("PatientID", "")) or None,
         slice_numbers=ranks,
         reorientation=reo,
-        sources=[str(items[0][0].parent.relative_to(root)) for items in phases],
+        sources=[str(fs[0].path.parent.relative_to(root)) for fs in phases],
+        ignored=sel.ignored,
     )
