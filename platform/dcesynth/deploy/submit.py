@@ -102,10 +102,10 @@ def submit(
     wd = Path(working_dir).resolve()
     if not (wd / "platform" / "dcesynth").is_dir():
         raise ConfigError(f"--working-dir {wd}: not a dcesynth checkout (no platform/dcesynth)")
+    jname = job_name(stage, args, name)  # every refusal before the first request
     token = token if token is not None else auth_token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
     client = JobSubmissionClient(address, headers=headers)
-    jname = job_name(stage, args, name)
     submission_id = f"{jname}-{time.strftime('%Y%m%d-%H%M%S')}"
     entrypoint = shlex.join(["python", "-m", "dcesynth.cli.app", stage, *args])
     _with_agent_retry(
