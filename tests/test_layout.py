@@ -31,7 +31,18 @@ def test_import_platform_gives_stdlib_from_repo_root(cwd: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "folder", ["cli", "data", "models", "training", "evaluation", "tuning", "segmentation"]
+    "folder",
+    [
+        "cli",
+        "data",
+        "models",
+        "training",
+        "evaluation",
+        "tuning",
+        "segmentation",
+        "trust",
+        "deploy",
+    ],
 )
 def test_design_folders_exist(folder: str) -> None:
     assert (PKG / folder / "__init__.py").is_file()
@@ -61,6 +72,7 @@ LAYER = {
     "evaluation": 2,
     "tuning": 3,
     "segmentation": 3,
+    "trust": 3,
     "cli": 4,
 }
 

@@ -22,6 +22,7 @@ from dcesynth.cli import (
     submit,
     sweep,
     train,
+    trust,
     weights,
 )
 
@@ -40,6 +41,7 @@ app.command("segment")(segment.segment)
 app.command("select")(evaluate.select)
 app.command("synthesize")(evaluate.synthesize)
 app.command("evaluate")(evaluate.evaluate)
+app.command("trust")(trust.trust)
 app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
 app.command("study")(study.study)

@@ -1,0 +1,1 @@
+"""Trustworthy synthetic contrast: privacy, fairness, diversity, uncertainty, kinetic maps."""

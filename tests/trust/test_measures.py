@@ -1,0 +1,122 @@
+"""Known answers for the trust measures: the copy detector, strata, PRDC, ensemble spread,
+kinetic maps (the phantom's noise-free signal gives each lesion its true curve type) and the
+agreement statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcesynth.data.phantom import PhantomConfig
+from dcesynth.data.phantom.anatomy import lesion_label
+from dcesynth.data.phantom.case import generate_case
+from dcesynth.data.phantom.kinetics import classify_curve
+from dcesynth.trust import kinetic as K
+from dcesynth.trust import measures as M
+
+
+def test_copy_detector_flags_copies_and_not_fresh_images() -> None:
+    rng = np.random.default_rng(0)
+    training = rng.normal(size=(200, 16))
+    heldout = rng.normal(size=(40, 16))
+    copies = M.memorisation(training[rng.integers(0, 200, 40)], heldout, training)
+    assert copies["fraction_closer"] == 1.0 and copies["flagged"]
+    fresh = M.memorisation(rng.normal(size=(40, 16)), heldout, training)
+    assert fresh["fraction_closer"] < 0.05 and not fresh["flagged"]
+    assert fresh["bar"] == pytest.approx(min(fresh["heldout_nn"]))
+    with pytest.raises(ValueError, match="held-out"):
+        M.memorisation(training[:3], heldout, training)
+
+
+def test_one_stratum_equals_the_unstratified_figures() -> None:
+    per_case = {"a": 0.5, "b": 0.7, "c": 0.9}
+    (row,) = M.stratified(per_case, {c: "all" for c in per_case}, True, n_boot=500)
+    assert row["n"] == 3 and row["mean"] == pytest.approx(0.7)
+    assert row["ci"][0] <= 0.7 <= row["ci"][1] and row["diff_vs_rest"] is None
+    assert not row["worse"]
+
+
+def test_a_clearly_worse_stratum_is_flagged() -> None:
+    per_case = {f"g{i}": 0.9 + 0.01 * i for i in range(8)} | {
+        f"b{i}": 0.3 + 0.01 * i for i in range(8)
+    }
+    strata = {c: c[0] for c in per_case}
+    rows = {r["stratum"]: r for r in M.stratified(per_case, strata, True, n_boot=1000)}
+    assert rows["b"]["worse"] and not rows["g"]["worse"]
+    # the same numbers as an error (lower is better): now "g" is the worse one
+    rows = {r["stratum"]: r for r in M.stratified(per_case, strata, False, n_boot=1000)}
+    assert rows["g"]["worse"] and not rows["b"]["worse"]
+
+
+def test_prdc_hand_computed() -> None:
+    # real points on a line 0, 1, 2, 3; k = 1: each real ball's radius is 1
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    fake = np.array([[0.5], [10.0], [2.9]])
+    # fake radii (k=1): 0.5→2.9: 2.4, 10→2.9: 7.1, 2.9→0.5: 2.4
+    got = M.prdc(real, fake, k=1)
+    # precision: 0.5 and 2.9 lie in some real ball, 10 in none → 2/3
+    # density: 0.5 in the balls of 0 and 1; 2.9 in those of 2 and 3 → 4 / (1 · 3)
+    # coverage: real 0, 1 (0.5 within 1), 2, 3 (2.9 within 1) → 4/4
+    # recall: real i within some fake ball: 0 (0.5, r 2.4), 1, 2, 3 (all within 2.4 of 0.5/2.9)
+    assert got == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "density": 4 / 3, "coverage": 1.0}
+    )
+    with pytest.raises(ValueError, match="needs more than"):
+        M.prdc(real[:1], fake, k=1)
+
+
+def test_ensemble_of_identical_members_has_zero_spread() -> None:
+    x = np.random.default_rng(1).uniform(0, 255, (4, 2, 8, 8))
+    assert np.all(M.ensemble_spread(np.stack([x, x, x])) == 0)
+    assert M.ensemble_spread(np.stack([x, x + 2])).mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="≥ 2 members"):
+        M.ensemble_spread(x[None])
+
+
+def test_vectorised_curve_types_match_the_phantoms_classifier() -> None:
+    curves = np.random.default_rng(2).uniform(-1, 3, (4, 500))
+    codes = K.curve_type_codes(curves)
+    want = [{"I": 1, "II": 2, "III": 3}[classify_curve(curves[:, i])] for i in range(500)]
+    assert codes.tolist() == want
+
+
+def test_noise_free_phantom_maps_give_every_lesion_its_true_type() -> None:
+    cfg = PhantomConfig(cases=1, matrix=96, slices=24, seed=9, multifocal_fraction=1.0)
+    case = generate_case(cfg, 0)
+    gt = case.ground_truth
+    signal = np.zeros((len(gt["acquisition_s"]), *case.labels.shape))
+    for name, curve in gt["tissue_signal_noise_free"].items():
+        from dcesynth.data.phantom.anatomy import Tissue
+
+        signal[:, case.labels == Tissue[name.upper()]] = np.asarray(curve)[:, None]
+    checked = 0
+    for les in gt["lesions"]:
+        where = case.labels == lesion_label(les["index"])
+        signal[:, where] = np.asarray(les["signal_noise_free"])[:, None]
+        maps = K.kinetic_maps(signal[0], signal[1:], gt["acquisition_s"])
+        assert K.majority_type(maps["curve_type"][where]) == les["curve_type"]
+        assert np.all(maps["curve_type"][where] == {"I": 1, "II": 2, "III": 3}[les["curve_type"]])
+        checked += 1
+    assert checked >= 2  # a multifocal case: more than one lesion
+
+
+def test_agreement_statistics_known_answers() -> None:
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert K.icc_2_1(a, a) == pytest.approx(1.0)
+    ba = K.bland_altman(a, a + 0.5)
+    assert ba["bias"] == pytest.approx(0.5) and ba["sd"] == pytest.approx(0.0)
+    # Shrout & Fleiss ICC(2,1) by hand for ratings (1,2), (2,2), (3,5), (4,4)
+    b = np.array([2.0, 2.0, 5.0, 4.0])
+    x = np.stack([a, b], 1)
+    n, k = x.shape
+    g = x.mean()
+    msr = k * ((x.mean(1) - g) ** 2).sum() / (n - 1)
+    msc = n * ((x.mean(0) - g) ** 2).sum() / (k - 1)
+    mse = (((x - g) ** 2).sum() - msr * (n - 1) - msc * (k - 1)) / ((n - 1) * (k - 1))
+    assert K.icc_2_1(a, b) == pytest.approx((msr - mse) / (msr + mse + k * (msc - mse) / n))
+    conf = K.confusion(["I", "III", "III"], ["I", "II", "III"])
+    assert (
+        conf["III"]["II"] == 1
+        and conf["I"]["I"] == 1
+        and sum(map(sum, (v.values() for v in conf.values()))) == 3
+    )
