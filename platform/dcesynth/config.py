@@ -97,6 +97,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error
+    (naming the key) rather than a crash deep in a model."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("`device`: cuda asked for, but torch sees no GPU; use cpu or auto")
+    return device
+
+
 def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
     """1-based line of every mapping key and sequence item in a YAML text, by path
     (sequence indices as strings: ``("provider", "security_group", "IpPermissions", "0")``;

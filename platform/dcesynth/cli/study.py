@@ -2,8 +2,9 @@
 
 phantom → ingest → a single-phase run (phase 1) and a joint run (phases 1–3) with Ray Train →
 for each: checkpoint selection by SAMe over epochs (Table 1), synthesis, evaluation (Table 2 for
-phase 1, Table 4 for the joint phases; kinetics against the phantom's truth, Figures 7/8) →
-the segmentation study on the phase-1 run's synthetic volumes (Table 3) → ``report.md``.
+phase 1, Table 4 for the joint phases; kinetics against the phantom's truth, Figures 7/8;
+the trust dimensions, `dcectl trust`) → the segmentation study on the phase-1 run's synthetic
+volumes (Table 3) → ``report.md``.
 
 Each stage reuses what a previous invocation finished (runs resume, the segmentation study
 resumes), so an interrupted study continues where it stopped.
@@ -31,6 +32,7 @@ class StudyPreset(StrictModel):
     joint: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys")
     evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig keys")
     segmentation: dict[str, Any] = Field(default_factory=dict, description="SegmentConfig keys")
+    trust: dict[str, Any] = Field(default_factory=dict, description="TrustConfig keys")
 
 
 def _configs(p: StudyPreset) -> dict:
@@ -41,6 +43,7 @@ def _configs(p: StudyPreset) -> dict:
     from dcesynth.evaluation.config import EvalConfig
     from dcesynth.segmentation.config import SegmentConfig
     from dcesynth.training.config import TrainConfig
+    from dcesynth.trust.config import TrustConfig
 
     out = p.out.resolve()
     fixed = {
@@ -62,6 +65,13 @@ def _configs(p: StudyPreset) -> dict:
                 "out": out,
                 "synthetic": out / "runs" / "phase1",
                 "name": "segmentation",
+            },
+        ),
+        "trust": (
+            TrustConfig,
+            {
+                "truth": out / "phantom" / "ground_truth",
+                "clinical": out / "phantom" / "clinical.csv",
             },
         ),
     }
@@ -126,6 +136,7 @@ def study(
     from dcesynth.data.phantom import generate_cohort
     from dcesynth.progress import interactive
     from dcesynth.segmentation.run import run_study
+    from dcesynth.trust.run import trust as run_trust
 
     console = Console(width=None if interactive() else 140)
     t0 = time.perf_counter()
@@ -146,6 +157,8 @@ def study(
             t = time.perf_counter()
             run = _train(cfg[key], step)
             _judge(run, cfg["evaluation"], truth, splits, step)
+            run_trust(run, cfg["trust"])
+            step(f"trust {run.name}: {run / 'report' / 'trust' / 'trust.md'}")
             timings[key] = time.perf_counter() - t
         seg = cfg["segmentation"]
         t = time.perf_counter()
@@ -177,7 +190,9 @@ def _report(root: Path, seg, timings: dict, total: float) -> Path:
         ("joint", "Joint phases 1–3 (Tables 1 and 4)"),
     ):
         md = (root / "runs" / name / "report" / "report.md").read_text()
-        md = re.sub(r"<!-- section:.*?<!-- /section:[^>]*-->", "", md, flags=re.S)
+        md = re.sub(
+            r"<!-- section:segmentation -->.*?<!-- /section:segmentation -->", "", md, flags=re.S
+        )  # Table 3 comes once, below
         md = md.replace("](", f"](runs/{name}/report/").replace("# Evaluation", "## Evaluation")
         parts += [f"\n# {title}\n", md]
     parts += [

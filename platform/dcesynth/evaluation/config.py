@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dcesynth.config import StrictModel
+from dcesynth.config import StrictModel, resolve_device
 from dcesynth.evaluation.same import DEFAULT_METRICS, KNOWN
 
 ALL_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "lpips", "fid_img", "fid_rad")
@@ -62,13 +62,7 @@ class EvalConfig(StrictModel):
         return [m for m in ALL_METRICS if m not in self.metrics]
 
     def torch_device(self) -> str:
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("`device`: cuda asked for, but torch sees no GPU; use cpu or auto")
-        return self.device
+        return resolve_device(self.device)
 
 
 # Without pretrained weights (a fresh machine): everything that can be computed honestly.

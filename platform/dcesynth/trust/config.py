@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dcesynth.config import StrictModel
+from dcesynth.config import StrictModel, resolve_device
 
 STRATA = ("manufacturer", "field_t", "agent", "density", "curve_type", "lesion_size")
 
@@ -60,10 +60,4 @@ class TrustConfig(StrictModel):
     min_enhancement: float = Field(0.1, ge=0, description="relative peak for a curve type")
 
     def torch_device(self) -> str:
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("`device`: cuda asked for, but torch sees no GPU; use cpu or auto")
-        return self.device
+        return resolve_device(self.device)
