@@ -368,11 +368,12 @@ def bench_train(
     console = Console(width=150)
     peak = B.peak_flops(device)
     table = _table(
-        f"pix2pixHD step on {device} ({threads} threads), {steps} timed steps; ratio = "
-        "upstream's s/step over ours",
+        f"pix2pixHD step on {device} ({threads} threads), {steps} timed steps; ratio = the "
+        "row's s/step over ours (bf16 where the device has it)",
         ("setting", "side", "s/step", "images/s", "peak MiB", "GFLOP/step", "achieved", "ratio"),
     )
     ours_time: dict = {}
+    sides: dict[str, dict[str, float]] = {}
     for s in settings:
         console.print(f"measuring {s.name} {s.size}² batch {s.batch}: {s.variant} …")
         r = B.run(s, device, steps, threads, timeout)
@@ -383,6 +384,7 @@ def bench_train(
             continue
         if s.variant == "ours":
             ours_time[key] = r
+        sides.setdefault(label, {})[s.variant] = r["s_per_step"]
         base = ours_time.get(key)
         flops = r["flops"] or (base or {}).get("flops")
         achieved = flops / r["s_per_step"] if flops else None
@@ -403,3 +405,10 @@ def bench_train(
             ratio,
         )
     console.print(table)
+    # Which part of the gain is the step's mathematics and which is bf16: the same step in fp32.
+    for label, t in sides.items():
+        if {"reference", "ours fp32"} <= t.keys():
+            console.print(
+                f"{label}: reference / ours fp32 = {t['reference'] / t['ours fp32']:.2f}× "
+                "(the step alone, no bf16)"
+            )
