@@ -24,6 +24,7 @@ def test_copy_detector_flags_copies_and_not_fresh_images() -> None:
     fresh = M.memorisation(rng.normal(size=(40, 16)), heldout, training)
     assert fresh["fraction_closer"] < 0.05 and not fresh["flagged"]
     assert fresh["bar"] == pytest.approx(min(fresh["heldout_nn"]))
+    assert copies["fraction_copies"] == 1.0 and fresh["fraction_copies"] == 0.0
     with pytest.raises(ValueError, match="held-out"):
         M.memorisation(training[:3], heldout, training)
 
@@ -63,6 +64,17 @@ def test_prdc_hand_computed() -> None:
     )
     with pytest.raises(ValueError, match="needs more than"):
         M.prdc(real[:1], fake, k=1)
+
+
+def test_copy_detector_known_distances() -> None:
+    # training at 0; held-out at 2 and 3 (bar 2); synthetic at 0.5, 1.5, 2.5, 3 on a line
+    got = M.memorisation(
+        np.array([[0.5], [1.5], [2.5], [3.0]]),
+        np.array([[2.0], [3.0], [3.0], [3.0]]),
+        np.zeros((1, 1)),
+    )
+    assert got["bar"] == 2.0
+    assert got["fraction_closer"] == 0.5 and got["fraction_copies"] == 0.25 and got["flagged"]
 
 
 def test_ensemble_of_identical_members_has_zero_spread() -> None:

@@ -121,14 +121,16 @@ def markdown(rec: dict, folder: Path) -> str:
         f"{rec['slices']} slices.\n",
         "### Privacy — memorisation\n",
         "| space | synthetic closer to a training image than any real held-out image "
-        "| flagged | median distance synthetic / held-out |",
-        "|---|---|---|---|",
+        "| flagged | under half that distance (near-copies) | median distance synthetic / "
+        "held-out |",
+        "|---|---|---|---|---|",
     ]
     for name, sp in rec["spaces"].items():
         p = sp["privacy"]
         lines.append(
             f"| {name} | {100 * p['fraction_closer']:.1f} % | "
-            f"{'YES' if p['flagged'] else 'no'} | {_f(float(np.median(p['synthetic_nn'])))}"
+            f"{'YES' if p['flagged'] else 'no'} | {100 * p['fraction_copies']:.1f} % | "
+            f"{_f(float(np.median(p['synthetic_nn'])))}"
             f" / {_f(float(np.median(p['heldout_nn'])))} |"
         )
     lines += [
