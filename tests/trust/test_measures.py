@@ -49,6 +49,15 @@ def test_a_clearly_worse_stratum_is_flagged() -> None:
     assert rows["g"]["worse"] and not rows["b"]["worse"]
 
 
+def test_a_one_case_stratum_is_never_flagged() -> None:
+    # one case far below the others: its bootstrap has no spread, so no interval to trust
+    per_case = {f"g{i}": 0.9 + 0.01 * i for i in range(8)} | {"b0": 0.1}
+    strata = {c: c[0] for c in per_case}
+    rows = {r["stratum"]: r for r in M.stratified(per_case, strata, True, n_boot=500)}
+    assert rows["b"]["diff_vs_rest"] < -0.7 and not rows["b"]["worse"]
+    assert not rows["g"]["worse"]
+
+
 def test_prdc_hand_computed() -> None:
     # real points on a line 0, 1, 2, 3; k = 1: each real ball's radius is 1
     real = np.array([[0.0], [1.0], [2.0], [3.0]])

@@ -121,6 +121,7 @@ def stratified(
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    min_cases: int = 2,
 ) -> list[dict]:
     """A per-case metric summarised per stratum.
 
@@ -130,6 +131,8 @@ def stratified(
         higher_is_better: the metric's direction (SSIM, PSNR: True; MAE, MSE: False).
         n_boot: bootstrap resamples (of cases).
         alpha: two-sided level of the intervals.
+        min_cases: a stratum, or the rest, with fewer cases is never flagged: the bootstrap of
+            one case has no spread, so its interval would call any difference significant.
 
     Returns:
         one row per stratum: n cases, mean, CI, the difference to the other cases with its
@@ -156,7 +159,8 @@ def stratified(
             row |= {
                 "diff_vs_rest": float(mine.mean() - rest.mean()),
                 "diff_ci": ci,
-                "worse": bool(ci[1] < 0 if higher_is_better else ci[0] > 0),
+                "worse": bool(ci[1] < 0 if higher_is_better else ci[0] > 0)
+                and min(len(mine), len(rest)) >= min_cases,
             }
         else:
             row |= {"diff_vs_rest": None, "diff_ci": None, "worse": False}
