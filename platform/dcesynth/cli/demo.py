@@ -139,6 +139,8 @@ def _judge(sweep_dir: Path, best: str, cohort: Path, step) -> Path:
     from dcesynth.evaluation.report import evaluate
     from dcesynth.evaluation.select import select_checkpoint
     from dcesynth.evaluation.synthesize import synthesize
+    from dcesynth.trust.config import TrustConfig
+    from dcesynth.trust.run import trust as run_trust
     from dcesynth.tuning.space import load_space
 
     space = load_space(sweep_dir / "space.yaml")
@@ -149,6 +151,18 @@ def _judge(sweep_dir: Path, best: str, cohort: Path, step) -> Path:
     step(f"synthesize: {len(syn.cases)} test cases → {syn.out}")
     ev = evaluate(run, space.evaluation, "best", "test", truth=cohort / "ground_truth")
     step(f"evaluate: {ev.report}")
+    # the trust dimensions (dcectl trust) in the same report; Inception features only when the
+    # evaluation has their weights, pixels otherwise; the ensemble: the sweep's best checkpoints
+    tcfg = TrustConfig(
+        features="fid_inception" if "fid_img" in space.evaluation.metrics else "pixels",
+        truth=cohort / "ground_truth",
+        clinical=cohort / "clinical.csv",
+        ensemble="sweep",
+        sweep=sweep_dir,
+        device=space.evaluation.device,
+    )
+    tr = run_trust(run, tcfg)
+    step(f"trust: {tr.folder / 'trust.md'}")
     return ev.report / "report.md"
 
 
