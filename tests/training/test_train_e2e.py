@@ -7,6 +7,7 @@ checkpoints, resume and the NaN stop work.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def _epochs(run: Path) -> list[int]:
 def test_trains_checkpoints_and_reloads(tiny, tmp_path: Path, caplog) -> None:
     cfg = tiny("run")
     caplog.set_level("INFO", logger="dcesynth.training.run")
+    before = signal.getsignal(signal.SIGINT)
     res = train(cfg)
+    # Ray Train's fit() leaves its own Ctrl-C handler behind; train() puts the caller's back
+    assert signal.getsignal(signal.SIGINT) is before
     # one progress line per epoch for logs without a terminal
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train run:")]
     assert [ln.split(":")[1].strip() for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]

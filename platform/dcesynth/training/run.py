@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,11 +217,18 @@ def train(
         # rotation happens in the loop (seeded per epoch); uint8 crosses the object store
         datasets={"train": train_split(cfg, manifest)},
     )
-    if report_to_tune:  # a sweep's trial: the sweep logs each epoch on its driver
-        trainer.fit()
-    else:
-        with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs):
+    # Ray Train installs its own SIGINT handler in fit() and leaves it behind: a later stage in
+    # the same process (dcectl study's segmentation) would then ignore Ctrl-C. Put ours back.
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        if report_to_tune:  # a sweep's trial: the sweep logs each epoch on its driver
             trainer.fit()
+        else:
+            with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs):
+                trainer.fit()
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
     metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
     plot_losses(metrics, run_dir / "loss_curve.png")
     done = max((m["epoch"] for m in metrics if "loss_g" in m), default=0)
