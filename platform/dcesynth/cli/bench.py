@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dcesynth.cli import bench_predict
 from dcesynth.cli.errors import user_errors
 from dcesynth.cli.phantom import DEFAULT_WORKERS
 
@@ -403,3 +404,6 @@ def bench_train(
             ratio,
         )
     console.print(table)
+
+
+app.command("predict")(bench_predict.bench_predict)

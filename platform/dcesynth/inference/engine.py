@@ -214,7 +214,7 @@ def translate(
         },
         batch_size=batch,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
         num_gpus=1 if gpu else None,
     )

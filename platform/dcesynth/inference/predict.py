@@ -20,6 +20,7 @@ patient's folder is built under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -50,12 +51,11 @@ def check_model(model: ModelArtifact, phases: tuple[int, ...] | None) -> tuple[i
             other than one pre-contrast volume (replicated to 3 when it was trained so).
     """
     have = model.phases
-    if phases:
-        if missing := [p for p in phases if p not in have]:
-            raise ModelError(
-                f"{model.path}: generates post phase(s) {have}; phase(s) {missing} asked for "
-                f"(--phases): use a subset of {have}"
-            )
+    if phases and (missing := [p for p in phases if p not in have]):
+        raise ModelError(
+            f"{model.path}: generates post phase(s) {have}; phase(s) {missing} asked for "
+            f"(--phases): use a subset of {have}"
+        )
     gen = model.description.get("generator", {})
     replicate = bool(model.description["train_config"]["model"].get("replicate_input", True))
     want = 3 if replicate else 1
@@ -104,10 +104,14 @@ class PatientSource:
         from dcesynth.data.readers.pre import read_pre_dicom, read_pre_nifti
 
         p = self.patients[i]
-        if p.kind == "dicom":
-            pre = read_pre_dicom(Path(p.root), p.key, list(p.files))
-        else:
-            pre = read_pre_nifti(Path(p.root), p.key)
+        try:
+            if p.kind == "dicom":
+                pre = read_pre_dicom(Path(p.root), p.key, list(p.files))
+            else:
+                pre = read_pre_nifti(Path(p.root), p.key)
+        except CaseError as e:  # name the file as the user can find it, not relative to INPUT
+            where = os.path.normpath(Path(p.root) / (e.file or p.where))
+            raise CaseError(e.case, e.message, where) from None
         norm = self.normalisation
         try:
             u8 = normaliser(norm["method"])(
