@@ -93,6 +93,7 @@ def test_dicom_output_reads_back_on_the_input_geometry(
             assert ds.ImageType[:2] == ["DERIVED", "SECONDARY"] and "SYNTHETIC" in ds.ImageType
             assert "SYNTHETIC" in ds.SeriesDescription and "not acquired" in ds.SeriesDescription
             assert "NOT ACQUIRED" in ds.ImageComments
+            assert "not acquired" in ds.DerivationDescription
             # the input's patient and study: a viewer files the series into the same study
             assert ds.PatientID == src[0].PatientID and ds.PatientName == src[0].PatientName
             assert ds.StudyInstanceUID == src[0].StudyInstanceUID
@@ -197,5 +198,8 @@ def test_trained_run_round_trip(
     sel = select_checkpoint(run, build_config(EvalConfig, None, {**NO_WEIGHTS, "device": "cpu"}))
     model = tmp_path / "model.dcem"
     desc = export_run(run, model)
-    assert desc["run"]["epoch"] == sel.selected_epoch and desc["selection"]["table1_row"]
+    row = desc["selection"]["table1_row"]
+    assert desc["run"]["epoch"] == sel.selected_epoch
+    assert row["checkpoint"] == f"epoch {sel.selected_epoch} (selected)"
+    assert float(row["mae_mean"]) == pytest.approx(desc["selection"]["metrics"]["mae"])
     round_trip(run, model, prepared, phantom_source, tmp_path / "out")

@@ -35,7 +35,11 @@ def _selection(run: Run, epoch: int) -> dict | None:
     table = run.path / "report" / "table1.csv"
     if table.is_file():
         with table.open() as f:
-            row = next((r for r in csv.DictReader(f) if r.get("epoch") == str(epoch)), None)
+            # rows are named "epoch N" or "epoch N (selected)"; the first row is the baseline
+            name = f"epoch {epoch}"
+            row = next(
+                (r for r in csv.DictReader(f) if r["checkpoint"].split(" (")[0] == name), None
+            )
     same = sel.get("same", {}).get(str(epoch))
     return {
         "selected_epoch": sel.get("selected_epoch"),
@@ -46,6 +50,7 @@ def _selection(run: Run, epoch: int) -> dict | None:
         "pairs": sel.get("pairs"),
         "split": "val",
         "table1_row": row,
+        "metrics": (sel.get("metrics") or {}).get(str(epoch)),
         "baseline": sel.get("baseline"),
     }
 
