@@ -165,6 +165,7 @@ def test_nifti_input_keeps_its_affine(
     for p in PHASES:
         out = nib.load(tmp_path / case_dir.name / f"sub_{p:04d}.nii.gz")
         assert out.shape == src.shape and out.get_data_dtype() == np.uint8
+        assert b"synthetic - not acquired" in out.header["descrip"].tobytes()
         np.testing.assert_allclose(out.affine, src.affine, atol=1e-5)
     assert not (tmp_path / case_dir.name / "dicom").exists()  # no DICOM frame to write into
 

@@ -142,12 +142,15 @@ class PatientSource:
         tmp = final.with_name(f".tmp-{name}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        header = None
         if pre.nifti is not None:
             src = nib.load(str(pre.nifti))
-            affine, header = src.affine, src.header.copy()
-            header.set_data_dtype(np.uint8)
+            affine = src.affine
+            if not self.deidentify:  # its free-text fields (descrip, db_name…) may name people
+                header = src.header.copy()
+                header.set_data_dtype(np.uint8)
         else:
-            affine, header = pre.stored_geometry.affine_ras, None
+            affine = pre.stored_geometry.affine_ras
         pre_src = pre.reorientation.to_source(u8)
         number = 9000
         for p in self.phases:
@@ -157,6 +160,7 @@ class PatientSource:
             for kind, vol in (("post", post), ("sub", sub)):
                 img = nib.Nifti1Image(np.ascontiguousarray(vol.transpose(2, 1, 0)), affine, header)
                 img.header.set_slope_inter(1.0, 0.0)
+                img.header["descrip"] = f"dcesynth {kind} ph{p}: synthetic - not acquired".encode()
                 nib.save(img, tmp / f"{kind}_{p:04d}.nii.gz")
                 if self.dicom and pre.headers:
                     number += 1
