@@ -1,5 +1,6 @@
-"""Shared fixtures: one local Ray instance per test session (a start costs ~8 s here), and a
-small phantom cohort in both layouts for the ingest, dataset and CLI tests.
+"""Shared fixtures: one local Ray instance per test session (a start costs ~8 s here), a small
+phantom cohort in both layouts for the ingest, dataset and CLI tests, and a prepared dataset
+with a hand-made run and its exported model for the inference tests.
 
 Seed 12 gives, among 4 cases: one stored as a single multiphase series, one with a typo in a
 series description, and both InstanceNumber directions — what the DICOM reader must cope with.
@@ -82,6 +83,76 @@ def source_copy(phantom_source: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "cohort"
     shutil.copytree(phantom_source, dst)
     return dst
+
+
+# --- a prepared dataset and a run made by hand (the inference and predict CLI tests) ---------
+# An untrained tiny generator with a recorded selection, exported once: enough for every test
+# that does not need a trained generator, in seconds. Ingest reads the shared cohort's NIfTI
+# tree; prediction reads its DICOM tree, so round trips cross formats as a user's would.
+INFERENCE_PHASES = (1, 2, 3)
+INFERENCE_SPLIT = {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}}
+
+
+@pytest.fixture(scope="session")
+def prepared(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
+    from dcesynth.data.ingest import IngestConfig, ingest
+
+    out = tmp_path_factory.mktemp("inference") / "ds"
+    icfg = IngestConfig(
+        image_size=32, phases=INFERENCE_PHASES, split=INFERENCE_SPLIT, selection="all"
+    )
+    ingest(phantom_source / "nifti" / "images", out, icfg, progress=False)
+    return out
+
+
+def make_run(root: Path, dataset: Path, tiny_training: dict, seed: int = 0) -> Path:
+    """A run directory as training leaves one: config.yaml, one checkpoint, a selection."""
+    import json
+
+    import torch
+    import yaml
+
+    from dcesynth.config import build_config
+    from dcesynth.training.config import TrainConfig
+    from dcesynth.training.loop import build_generator
+
+    cfg = build_config(
+        TrainConfig,
+        None,
+        {
+            **tiny_training,
+            "dataset": str(dataset),
+            "runs_dir": str(root),
+            "name": "hand",
+            "phases": INFERENCE_PHASES,
+            "epochs": 1,
+            "seed": seed,
+        },
+    )
+    run = root / "hand"
+    (run / "checkpoints" / "epoch_001").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    torch.manual_seed(seed)
+    G = build_generator(cfg)
+    torch.save({"G": G.state_dict(), "epoch": 1}, run / "checkpoints/epoch_001/state.pt")
+    (run / "report").mkdir()
+    sel = {"selected_epoch": 1, "same": {"1": 0.25}, "same_metrics": ["mae", "ssim"]}
+    (run / "report" / "selection.json").write_text(json.dumps(sel))
+    return run
+
+
+@pytest.fixture(scope="session")
+def hand_run(prepared: Path, tmp_path_factory, tiny_training: dict) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs"), prepared, tiny_training)
+
+
+@pytest.fixture(scope="session")
+def model_file(hand_run: Path, tmp_path_factory) -> Path:
+    from dcesynth.evaluation.export import export_run
+
+    out = tmp_path_factory.mktemp("model") / "model.dcem"
+    export_run(hand_run, out)
+    return out
 
 
 # --- a weights server on the loopback interface (the `weights fetch` tests) -------------------

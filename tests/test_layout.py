@@ -38,6 +38,7 @@ def test_import_platform_gives_stdlib_from_repo_root(cwd: Path) -> None:
         "models",
         "training",
         "evaluation",
+        "inference",
         "tuning",
         "segmentation",
         "trust",
@@ -69,6 +70,7 @@ LAYER = {
     "data": 0,
     "models": 0,
     "training": 1,
+    "inference": 1.5,  # runs training's generator; evaluation's synthesis and export use it
     "evaluation": 2,
     "tuning": 3,
     "segmentation": 3,

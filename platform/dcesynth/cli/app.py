@@ -17,6 +17,7 @@ from dcesynth.cli import (
     evaluate,
     ingest,
     phantom,
+    predict,
     segment,
     study,
     submit,
@@ -42,6 +43,9 @@ app.command("select")(evaluate.select)
 app.command("synthesize")(evaluate.synthesize)
 app.command("evaluate")(evaluate.evaluate)
 app.command("trust")(trust.trust)
+app.command("export")(predict.export)
+app.add_typer(predict.model_app, name="model")
+app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
 app.command("study")(study.study)

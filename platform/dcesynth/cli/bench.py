@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dcesynth.cli import bench_predict
 from dcesynth.cli.errors import user_errors
 from dcesynth.cli.phantom import DEFAULT_WORKERS
 
@@ -412,3 +413,6 @@ def bench_train(
                 f"{label}: reference / ours fp32 = {t['reference'] / t['ours fp32']:.2f}× "
                 "(the step alone, no bf16)"
             )
+
+
+app.command("predict")(bench_predict.bench_predict)

@@ -74,6 +74,7 @@ def synthesize(
     batch: Annotated[int, typer.Option(help="Slices per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dataset: Dataset = None,
+    actors: Annotated[int, typer.Option(help="Generator actors (GPUs with cuda).")] = 1,
 ) -> None:
     """Translate every slice of every case of a split into NIfTI volumes (+ subtractions)."""
     from dcesynth.evaluation.config import EvalConfig
@@ -82,7 +83,7 @@ def synthesize(
     with user_errors():
         dev = EvalConfig(device=device).torch_device()
         for one in [s.strip() for s in split.split(",") if s.strip()]:
-            res = run_synthesis(run, checkpoint, one, dataset, dev, batch)
+            res = run_synthesis(run, checkpoint, one, dataset, dev, batch, actors=actors)
             typer.echo(
                 f"{len(res.cases)} cases, {res.slices} slices (checkpoint epoch {res.epoch})"
                 f" → {res.out}"

@@ -147,6 +147,14 @@ class Reorientation:
         out = a.transpose(self.transpose)
         return np.flip(out, axis=[c for c in range(3) if self.flip[c]])
 
+    def to_source(self, a: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`array`: a canonical ``(z, y, x)`` array in ``source`` order
+        (prediction writes its outputs on the input's own grid)."""
+        if self.identity:
+            return a
+        out = np.flip(a, axis=[c for c in range(3) if self.flip[c]])
+        return out.transpose(np.argsort(self.transpose))
+
     def index(self, kji: np.ndarray) -> np.ndarray:
         """Canonical indices of source array indices ``(..., 3)``."""
         kji = np.asarray(kji)

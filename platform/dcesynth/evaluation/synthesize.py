@@ -3,14 +3,16 @@
 For each case the prepared pre-contrast volume (``volumes/<case>_0000.nii.gz``, native
 resolution) is resized slice by slice exactly as ingest resized the training slices, translated
 in batches, resized back (padding cropped) and stacked into volumes with the prepared volume's
-affine. Output in ``<run>/synthetic/<split>/``:
+affine — through :func:`dcesynth.inference.engine.translate`, the Ray Data path that
+``dcectl predict`` uses too (cases are read by Ray Data tasks, slices stream into generator
+actors, the driver reassembles and writes each case). Output in ``<run>/synthetic/<split>/``:
 
 * ``<case>_000p.nii.gz`` — synthetic post phase p (uint8, the prepared dataset's scale);
 * ``<case>_sub000p.nii.gz`` — synthetic subtraction: synthetic post p − real pre, negatives 0;
 * ``synthesis.json`` — run, checkpoint, cases and the files.
 
-One case is in memory at a time; the folder is built under a temporary name and renamed when
-complete, so an interrupted synthesis never looks finished.
+The folder is built under a temporary name and renamed when complete, so an interrupted
+synthesis never looks finished.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
-from dcesynth.evaluation.runs import Run, generate
-from dcesynth.progress import progress_bar
+from dcesynth.evaluation.runs import Run
 
 
 @dataclass
@@ -47,6 +48,44 @@ def _resize_plan(row: dict, size: int):
     return rs
 
 
+@dataclass(frozen=True)
+class SplitSource:
+    """The prepared pre-contrast volumes of a split's cases (a ``SliceSource``)."""
+
+    dataset: Path
+    rows: tuple[dict, ...]
+    size: int
+    phases: tuple[int, ...]
+    tmp: Path
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def _pre(self, i: int):
+        import nibabel as nib
+
+        img = nib.load(self.dataset / "volumes" / f"{self.rows[i]['case_id']}_0000.nii.gz")
+        return img, np.asarray(img.dataobj, dtype=np.uint8).transpose(2, 1, 0)  # (z, y, x)
+
+    def squares(self, i: int):
+        rs = _resize_plan(self.rows[i], self.size)
+        return rs.apply(self._pre(i)[1][:, None])[:, 0], rs
+
+    def finish(self, i: int, fake: np.ndarray) -> list[str]:
+        import nibabel as nib
+
+        img, pre = self._pre(i)
+        cid, files = self.rows[i]["case_id"], []
+        for k, p in enumerate(self.phases):
+            sub = np.clip(fake[k].astype(np.int16) - pre, 0, 255).astype(np.uint8)
+            for name, vol in ((f"{cid}_{p:04d}", fake[k]), (f"{cid}_sub{p:04d}", sub)):
+                nib.save(
+                    nib.Nifti1Image(vol.transpose(2, 1, 0), img.affine), self.tmp / f"{name}.nii.gz"
+                )
+                files.append(f"{name}.nii.gz")
+        return files
+
+
 def synthesize(
     run_dir: Path,
     checkpoint: str | int = "best",
@@ -55,6 +94,8 @@ def synthesize(
     device: str = "cpu",
     batch: int = 16,
     progress: bool | None = None,
+    actors: int = 1,
+    address: str | None = None,
 ) -> SynthesisResult:
     """Translate every slice of every case in ``split`` and write NIfTI volumes.
 
@@ -63,16 +104,20 @@ def synthesize(
         checkpoint: ``best`` (from ``dcectl select``), ``last`` or an epoch.
         split: which cases.
         dataset: the prepared dataset, when it moved since training (default: the run's).
-        device: where the generator runs.
+        device: where the generator runs (``cuda``: GPU actors, bf16).
         batch: slices per forward pass.
+        actors: generator actors (GPUs with ``cuda``).
+        address: a Ray cluster to join (default: the running instance, or a local one).
 
     Raises:
-        ConfigError / ValueError: unknown checkpoint or split, naming what exists.
+        ConfigError / ValueError: unknown checkpoint or split, naming what exists; a case that
+            cannot be synthesised (the folder is then not published).
     """
-    import nibabel as nib
     import pyarrow.parquet as pq
 
     from dcesynth.data.dataset import load_manifest
+    from dcesynth.inference.engine import GeneratorSpec, translate
+    from dcesynth.training.checkpoints import load_state
 
     run = Run.open(run_dir)
     epoch, ckpt = run.checkpoint(checkpoint)
@@ -82,32 +127,31 @@ def synthesize(
     if not rows:
         splits = sorted(manifest["counts"]["slices"])
         raise ValueError(f"{ds}: no cases in split {split!r}; splits: {splits}")
-    size = int(manifest["image_size"])
-    G = run.generator(ckpt, device)
+    state = load_state(Path(ckpt) / "state.pt")
+    spec = GeneratorSpec(
+        run.cfg.model_dump(mode="json"), {k: v.numpy() for k, v in state["G"].items()}
+    )
     out = Path(run_dir) / "synthetic" / split
     tmp = out.with_name(f".tmp-{split}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    files, total = {}, sum(r["shape"][0] for r in rows)
-    with progress_bar(total, f"synthesize {split}", progress) as advance:
-        for r in rows:
-            cid = r["case_id"]
-            img = nib.load(ds / "volumes" / f"{cid}_0000.nii.gz")
-            pre = np.asarray(img.dataobj, dtype=np.uint8).transpose(2, 1, 0)  # (z, y, x)
-            rs = _resize_plan(r, size)
-            fake = np.empty((len(run.cfg.phases), *pre.shape), np.uint8)
-            for z0 in range(0, len(pre), batch):  # stream: one batch of slices at a time
-                sq = rs.apply(pre[z0 : z0 + batch, None])[:, 0]
-                g = generate(G, sq, run.cfg, device, batch)  # (b, P, S, S) on [0, 255]
-                fake[:, z0 : z0 + batch] = rs.invert(g).transpose(1, 0, 2, 3)
-                advance(len(sq))
-            files[cid] = []
-            for i, p in enumerate(run.cfg.phases):
-                sub = np.clip(fake[i].astype(np.int16) - pre, 0, 255).astype(np.uint8)
-                for name, vol in ((f"{cid}_{p:04d}", fake[i]), (f"{cid}_sub{p:04d}", sub)):
-                    nii = nib.Nifti1Image(vol.transpose(2, 1, 0), img.affine)
-                    nib.save(nii, tmp / f"{name}.nii.gz")
-                    files[cid].append(f"{name}.nii.gz")
+    source = SplitSource(ds, tuple(rows), int(manifest["image_size"]), run.cfg.phases, tmp)
+    res = translate(
+        spec,
+        source,
+        device=device,
+        batch=batch,
+        actors=actors,
+        bf16=run.cfg.bf16,
+        address=address,
+        progress=progress,
+        description=f"synthesize {split}",
+    )
+    if res.failed:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = "; ".join(f"{rows[i]['case_id']}: {e}" for i, e in sorted(res.failed.items()))
+        raise ValueError(f"synthesize {split}: {len(res.failed)} case(s) failed: {why}")
+    files = {rows[i]["case_id"]: res.done[i] for i in range(len(rows))}
     record = {
         "run": str(Path(run_dir).resolve()),
         "checkpoint_epoch": epoch,
@@ -121,4 +165,4 @@ def synthesize(
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return SynthesisResult(out, epoch, [r["case_id"] for r in rows], total)
+    return SynthesisResult(out, epoch, [r["case_id"] for r in rows], res.slices)

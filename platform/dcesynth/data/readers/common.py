@@ -14,7 +14,7 @@ class CaseError(Exception):
     """One case cannot be used; the message names the case and, where known, the file."""
 
     def __init__(self, case: str, message: str, file: str | None = None) -> None:
-        self.case, self.file = case, file
+        self.case, self.file, self.message = case, file, message
         super().__init__(f"{case}: {file}: {message}" if file else f"{case}: {message}")
 
 

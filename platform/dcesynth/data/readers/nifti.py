@@ -27,6 +27,8 @@ def load_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
     """A NIfTI file as a ``(z, y, x)`` float32 array in stored order with its LPS geometry."""
     img = nib.load(str(path))
     data = np.asarray(img.dataobj, dtype=np.float32)  # applies scl_slope / scl_inter
+    if data.ndim == 4 and data.shape[3] == 1:  # (x, y, z, 1), as some converters write
+        data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"expected a 3-D image, got shape {data.shape}")
     aff = LPS_TO_RAS @ img.affine  # RAS → LPS (the same flip both ways)
