@@ -105,6 +105,18 @@ def prepared(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def joint_dataset(ray_session, phantom_source: Path, tmp_path_factory) -> Path:
+    """The phantom source ingested at 32² with phases 1–3 (the study's tumour-slice selection):
+    what the evaluation and trust end-to-end tests train their tiny joint runs on."""
+    from dcesynth.data.ingest import IngestConfig, ingest
+
+    out = tmp_path_factory.mktemp("joint") / "ds"
+    icfg = IngestConfig(image_size=32, phases=INFERENCE_PHASES, split=INFERENCE_SPLIT)
+    ingest(phantom_source / "nifti" / "images", out, icfg, progress=False)
+    return out
+
+
 def make_run(root: Path, dataset: Path, tiny_training: dict, seed: int = 0) -> Path:
     """A run directory as training leaves one: config.yaml, one checkpoint, a selection."""
     import json

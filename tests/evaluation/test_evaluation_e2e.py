@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from dcesynth.cli.app import app
 from dcesynth.config import ConfigError, build_config
-from dcesynth.data.ingest import IngestConfig, ingest
 from dcesynth.evaluation.config import NO_WEIGHTS, EvalConfig
 from dcesynth.evaluation.metrics import paired_metrics
 from dcesynth.evaluation.report import evaluate
@@ -35,16 +34,13 @@ PHASES = (1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def run(ray_session, phantom_source: Path, tmp_path_factory, tiny_training: dict) -> Path:
+def run(joint_dataset: Path, tmp_path_factory, tiny_training: dict) -> Path:
     root = tmp_path_factory.mktemp("eval")
-    split = {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}}
-    icfg = IngestConfig(image_size=32, phases=PHASES, split=split)
-    ingest(phantom_source / "nifti" / "images", root / "ds", icfg, progress=False)
     cfg = build_config(
         TrainConfig,
         None,
         {
-            "dataset": str(root / "ds"),
+            "dataset": str(joint_dataset),
             "runs_dir": str(root / "runs"),
             "name": "tiny",
             "phases": PHASES,

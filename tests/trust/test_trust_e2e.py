@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from dcesynth.cli.app import app
 from dcesynth.config import build_config
-from dcesynth.data.ingest import IngestConfig, ingest
 from dcesynth.evaluation.scoring import read_pairs
 from dcesynth.training.config import TrainConfig
 from dcesynth.training.run import train
@@ -27,21 +26,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(ray_session, phantom_source: Path, tmp_path_factory, tiny_training: dict) -> Path:
+def run(joint_dataset: Path, tmp_path_factory, tiny_training: dict) -> Path:
     root = tmp_path_factory.mktemp("trust")
-    split = {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}}
-    ingest(
-        phantom_source / "nifti" / "images",
-        root / "ds",
-        IngestConfig(image_size=32, phases=(1, 2, 3), split=split),
-        progress=False,
-    )
     cfg = build_config(
         TrainConfig,
         None,
         {
             **tiny_training,
-            "dataset": str(root / "ds"),
+            "dataset": str(joint_dataset),
             "runs_dir": str(root / "runs"),
             "name": "t",
             "phases": (1, 2, 3),
