@@ -145,6 +145,17 @@ def test_sweep_asha_failure_ranking_and_best_config(
     assert status.exit_code == 0 and "finished" in status.output
 
 
+def _terminated(sweep_dir: Path) -> set[str]:
+    """Trial ids Tune's newest saved experiment state records as TERMINATED."""
+    states = sorted(sweep_dir.glob("experiment_state-*.json"))
+    try:
+        data = json.loads(states[-1].read_text()) if states else {"trial_data": []}
+    except ValueError:  # caught mid-write
+        return set()
+    trials = (json.loads(t[0]) for t in data["trial_data"])
+    return {t["trial_id"] for t in trials if t.get("status") == "TERMINATED"}
+
+
 def test_killed_sweep_resumes_without_rerunning_finished_trials(space_file, tmp_path: Path) -> None:
     path = space_file("resume", [2e-3, 1e-3, 5e-4], scheduler={"type": "none"})
     sweep_dir = tmp_path / "sweeps" / "resume"
@@ -168,7 +179,11 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(space_file, tmp_
             time.sleep(1)
         else:
             pytest.fail("the sweep made no progress")
-        time.sleep(3)  # Tune saves its state at most 1 s apart here
+        # a trial is finished for Tune only once its saved state says so (its metrics file can
+        # show both epochs seconds earlier on a loaded machine): kill after that, not before
+        ids = {p.parent.name.removeprefix("trial_") for p in done}
+        while time.monotonic() < deadline and not ids <= _terminated(sweep_dir):
+            time.sleep(1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
