@@ -287,11 +287,12 @@ def test_sampled_lesion_kinetics_have_their_curve_type(curve_type: str) -> None:
         cfg = PhantomConfig(agent=AGENTS[j % 4], fraction_3t=float((j // 4) % 2))
         proto = case.sample_protocol(rng, cfg)
         assert proto.field_t == (3.0 if (j // 4) % 2 else 1.5) and proto.agent == AGENTS[j % 4]
-        kin = case.sample_lesion_kinetics(rng, proto, curve_type)
+        t1 = float(rng.uniform(1200.0, 2000.0))  # the lesion model's T1s at 1.5 and 3 T
+        kin = case.sample_lesion_kinetics(rng, proto, curve_type, t1)
         for key, (lo, hi) in zip(("ktrans", "ve", "vp"), ranges, strict=True):
             assert lo <= kin[key] <= hi
         assert kin["kep"] == pytest.approx(kin["ktrans"] / kin["ve"])
         conc = case.concentration_at(proto, kin["ktrans"], kin["ve"], kin["vp"], MAX_POST_PHASES)
         assert conc.shape == (MAX_POST_PHASES + 1,) and conc[0] == 0.0  # pre-contrast
-        s = case.lesion_signal(proto, conc)
+        s = case.lesion_signal(proto, conc, t1, 1.0)
         _assert_shape(s[1:] - s[0], curve_type)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_dilation, gaussian_filter, map_coordinates
 
 from dcesynth.data.geometry import Geometry
+from dcesynth.data.phantom.lesions import LesionDraw
 
 
 class Tissue(IntEnum):
@@ -34,6 +35,14 @@ LESION_BASE = 10  # lesion i: label 10 + 2i (enhancing), 11 + 2i (necrotic core)
 MAX_LESIONS = 3
 # BI-RADS density category → share of FGT in the breast.
 DENSITY_FGT_SHARE = {"a": (0.03, 0.22), "b": (0.27, 0.48), "c": (0.52, 0.73), "d": (0.77, 0.92)}
+#: A lesion is at the FGT–fat interface when the parenchyma touching it is between 10 % and
+#: 90 % FGT (Zhu et al. 2017 read it by eye: "at the interface" vs "surrounded by" one tissue).
+INTERFACE_FGT_SHARE = (0.1, 0.9)
+
+
+def at_interface(surround_fgt: float) -> bool:
+    lo, hi = INTERFACE_FGT_SHARE
+    return lo <= surround_fgt <= hi
 
 
 def lesion_label(i: int, necrotic: bool = False) -> int:
@@ -42,25 +51,39 @@ def lesion_label(i: int, necrotic: bool = False) -> int:
 
 @dataclass
 class Lesion:
-    """One lesion; positions in LPS mm. ``bbox`` is filled in when it is drawn (array order)."""
+    """One lesion's geometry; its other properties are its joint ``draw`` (lesions.py).
+
+    Positions in LPS mm; ``bbox`` (array order) and ``surround_fgt`` are filled in when drawn.
+    """
 
     index: int
     side: str  # "L" or "R" (patient side)
     center_mm: tuple[float, float, float]
     semi_axes_mm: tuple[float, float, float]
     rotation: np.ndarray
-    necrotic: bool
-    core_fraction: float
-    spiculated: bool
-    in_fgt: bool
+    draw: LesionDraw
     lobes: np.ndarray  # (m, 5): wave vector (3), phase, amplitude
     spicules: np.ndarray  # (n, 4): direction (3), length in units of the mean radius
     voxels: int = 0
     bbox: tuple[int, int, int, int, int, int] | None = None  # z0, z1, y0, y1, x0, x1 (inclusive)
+    surround_fgt: float | None = None  # FGT share of the parenchyma touching the lesion
 
     @property
     def diameter_mm(self) -> float:
         return 2.0 * float(np.mean(self.semi_axes_mm))
+
+    @property
+    def necrotic(self) -> bool:
+        return self.draw.necrotic
+
+    @property
+    def spiculated(self) -> bool:
+        return self.draw.spiculated
+
+    @property
+    def at_interface(self) -> bool:
+        """Measured: the tissue touching the lesion holds both FGT and fat."""
+        return self.surround_fgt is not None and at_interface(self.surround_fgt)
 
 
 @dataclass
@@ -143,8 +166,8 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     Args:
         rng: the case's generator (all randomness of the anatomy comes from it).
         geom: the volume grid (axial, identity direction).
-        cfg_facts: ``density``, ``n_lesions``, ``necrotic``, ``spiculated``,
-            ``diameters_mm`` (one per lesion) — drawn by the caller from the cohort config.
+        cfg_facts: ``density``, ``draws`` (one :class:`LesionDraw` per lesion, index lesion
+            first) and ``mass_effect`` — drawn or taken by the caller from the cohort config.
     """
     x, y, z = axes_mm(geom)
     X, Y, Z = x[None, None, :], y[None, :, None], z[:, None, None]
@@ -202,17 +225,22 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     thr = (
         float(np.quantile(vals[:: max(1, vals.size // 200_000)], 1.0 - share)) if vals.size else 0.0
     )
+    # Lesions are placed on the undisturbed tissue, then push it aside (mass effect), and only
+    # then is the tissue labelled: FGT bends around a lesion instead of being painted over.
+    lesions: list[Lesion] = []
+    for i, draw in enumerate(cfg_facts["draws"]):
+        side = lesions[0].side if lesions else str(rng.choice(["L", "R"]))
+        les = _place_lesion(rng, i, side, draw, breasts[side], lesions, geom, g, thr)
+        if les is not None:
+            lesions.append(les)
+    for les in lesions:
+        _push_aside(g, les, geom, float(cfg_facts.get("mass_effect", 0.0)))
     fgt_share = np.where(breast, 1.0 / (1.0 + np.exp(-(g - thr) / 0.12)), 0.0).astype(np.float32)
     labels[breast & (g > thr)] = Tissue.FGT
     labels[breast & (g <= thr)] = Tissue.FAT
-
-    lesions = []
-    for i, diam in enumerate(cfg_facts["diameters_mm"]):
-        side = lesions[0].side if lesions else str(rng.choice(["L", "R"]))
-        les = _place_lesion(rng, i, side, diam, breasts[side], lesions, geom, g, thr, cfg_facts)
-        if les is not None:
-            _draw_lesion(les, labels, breast, geom)
-            lesions.append(les)
+    for les in lesions:
+        _draw_lesion(les, labels, breast, geom)
+    lesions = [les for les in lesions if les.voxels]
     fgt_frac = float((labels[breast] == Tissue.FGT).mean()) if breast.any() else 0.0
     facts = {
         "chest_wall_y_mm": y_cw,
@@ -224,13 +252,75 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     return Anatomy(labels, fgt_share, breast, lesions, density, fgt_frac, facts)
 
 
-def _place_lesion(rng, index, side, diam, breast_def, placed, geom, g, thr, facts) -> Lesion | None:
-    """A lesion centre deep enough inside the breast, in FGT (75 %) or fat, apart from others."""
+#: 26 unit directions (cube faces, edges and corners): where placement probes the tissue.
+_PROBES = np.array(
+    [
+        (i, j, k)
+        for i in (-1, 0, 1)
+        for j in (-1, 0, 1)
+        for k in (-1, 0, 1)
+        if (i, j, k) != (0, 0, 0)
+    ],
+    float,
+)
+_PROBES /= np.linalg.norm(_PROBES, axis=1, keepdims=True)
+
+
+def _fgt_around(p: np.ndarray, r: float, geom: Geometry, g: np.ndarray, thr: float) -> float:
+    """Share of FGT on two spheres (0.8 r and 1.25 r) around ``p``: what the lesion will touch."""
+    pts = np.concatenate([p + 0.8 * r * _PROBES, p + 1.25 * r * _PROBES])
+    idx = [
+        np.clip(np.rint((pts[:, a] - geom.origin[a]) / geom.spacing[a]).astype(int), 0, n - 1)
+        for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2]))
+    ]
+    return float((g[idx[0], idx[1], idx[2]] > thr).mean())
+
+
+def _shape_params(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Axis factors, lobulation (m, 5) and spicule count of a shape class.
+
+    Round: near-spherical and smooth; oval: elongated and smooth (circumscribed margins);
+    irregular: strongly lobulated; spiculated: lobulated with spicules.
+    """
+    if shape == "round":
+        f, n_lobes, amp, n_sp = rng.uniform(0.93, 1.07, 3), 3, (0.0, 0.02), 0
+    elif shape == "oval":
+        f, n_lobes, amp, n_sp = (
+            np.array([1.35, 1.0, 0.75]) * rng.uniform(0.92, 1.08, 3),
+            3,
+            (
+                0.0,
+                0.02,
+            ),
+            0,
+        )
+    elif shape == "irregular":
+        f, n_lobes, amp, n_sp = rng.uniform(0.75, 1.25, 3), 8, (0.06, 0.16), 0
+    elif shape == "spiculated":
+        f, n_lobes, amp, n_sp = rng.uniform(0.8, 1.2, 3), 6, (0.03, 0.09), int(rng.integers(5, 11))
+    else:
+        raise ValueError(
+            f"unknown lesion shape {shape!r}; allowed: round, oval, irregular, spiculated"
+        )
+    lobes = np.column_stack(
+        [
+            rng.normal(0, 3.0, (n_lobes, 3)),
+            rng.uniform(0, 2 * np.pi, n_lobes),
+            rng.uniform(*amp, n_lobes),
+        ]
+    )
+    return f, lobes, n_sp
+
+
+def _place_lesion(rng, index, side, draw: LesionDraw, breast_def, placed, geom, g, thr):
+    """A lesion centre deep enough inside the breast and apart from the others, at the FGT–fat
+    interface if ``draw.at_interface`` (else surrounded by one tissue); ``None`` if none fits."""
     (cx, cy, cz), (sx, sy, sz), _ = breast_def
     _, _, z = axes_mm(geom)
-    want_fgt = rng.random() < 0.75
-    for attempt in range(400):
-        r = diam / 2 * (1.0 if attempt < 200 else 0.6)  # shrink if the breast is too small
+    f, lobes, n_sp = _shape_params(rng, draw.shape)
+    best: tuple[float, np.ndarray, float] | None = None  # (miss, centre, radius)
+    for attempt in range(600):
+        r = draw.diameter_mm / 2 * (1.0 if attempt < 300 else 0.6)  # shrink if no room
         u = rng.uniform(-1, 1, 3)
         if (u**2).sum() > 1:
             continue
@@ -243,45 +333,27 @@ def _place_lesion(rng, index, side, diam, breast_def, placed, geom, g, thr, fact
             np.linalg.norm(p - np.asarray(o.center_mm)) < r + o.diameter_mm / 2 + 3 for o in placed
         ):
             continue
-        k, j, i = (
-            int(np.clip(round((p[a] - geom.origin[a]) / geom.spacing[a]), 0, n - 1))
-            for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2]))
-        )
-        in_fgt = bool(g[k, j, i] > thr)
-        if attempt < 300 and in_fgt != want_fgt:
-            continue
-        f = rng.uniform(0.8, 1.2, 3)
-        semi = tuple(float(r * v) for v in f / f.mean())  # mean semi-axis is r: diameter as drawn
-        q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        lobes = np.column_stack(
-            [rng.normal(0, 2.5, (5, 3)), rng.uniform(0, 2 * np.pi, 5), rng.uniform(0.0, 0.05, 5)]
-        )
-        n_sp = int(rng.integers(4, 10)) if facts["spiculated"][index] else 0
-        sp_dirs = rng.standard_normal((n_sp, 3))
-        sp_dirs /= np.linalg.norm(sp_dirs, axis=1, keepdims=True) + 1e-12
-        spicules = (
-            np.column_stack([sp_dirs, rng.uniform(1.4, 2.2, n_sp)]) if n_sp else np.zeros((0, 4))
-        )
-        return Lesion(
-            index,
-            side,
-            tuple(float(v) for v in p),
-            semi,
-            q,
-            bool(facts["necrotic"][index]),
-            float(rng.uniform(0.35, 0.6)),
-            n_sp > 0,
-            in_fgt,
-            lobes,
-            spicules,
-        )
-    return None
+        share = _fgt_around(p, r, geom, g, thr)
+        # how far the site is from what the draw wants: 0 is a hit; else keep the closest
+        miss = max(0.2 - share, share - 0.8, 0.0) if draw.at_interface else min(share, 1 - share)
+        if best is None or miss < best[0]:
+            best = (miss, p, r)
+        if miss <= (0.0 if draw.at_interface else 0.05):
+            break
+    if best is None:
+        return None
+    _, p, r = best
+    semi = tuple(float(r * v) for v in f / f.mean())  # mean semi-axis is r: diameter as drawn
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    sp_dirs = rng.standard_normal((n_sp, 3))
+    sp_dirs /= np.linalg.norm(sp_dirs, axis=1, keepdims=True) + 1e-12
+    spicules = np.column_stack([sp_dirs, rng.uniform(1.4, 2.2, n_sp)]) if n_sp else np.zeros((0, 4))
+    return Lesion(index, side, tuple(float(v) for v in p), semi, q, draw, lobes, spicules)
 
 
-def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geometry) -> None:
-    """Rasterise ``les`` into ``labels`` (only over breast parenchyma) and record its box."""
+def _lesion_frame(les: Lesion, geom: Geometry, reach: float):
+    """The array region within ``reach`` mm of the lesion centre, and its LPS offsets there."""
     x, y, z = axes_mm(geom)
-    reach = max(les.semi_axes_mm) * (1.3 + (les.spicules[:, 3].max() if les.spiculated else 0.0))
     sl = []
     for a, ax in ((2, z), (1, y), (0, x)):
         lo = np.searchsorted(ax, les.center_mm[a] - reach)
@@ -293,7 +365,38 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
         x[sl[2]] - les.center_mm[0],
         indexing="ij",
     )
-    d = np.stack([dx, dy, dz], axis=-1)  # LPS offsets
+    return tuple(sl), np.stack([dx, dy, dz], axis=-1)  # LPS offsets
+
+
+PUSH_REACH = 6.0  # normalised radius out to which a lesion's mass effect is carried
+
+
+def _push_aside(g: np.ndarray, les: Lesion, geom: Geometry, mass_effect: float) -> None:
+    """Mass effect: the tissue field ``g`` around the lesion is pushed outwards, in place.
+
+    A share ``m`` of the lesion's volume displaces tissue, the rest replaces it: tissue that was
+    at normalised radius ρ_s now sits at ρ with ρ³ = ρ_s³ + m (volume is conserved outside the
+    lesion). m = 0 paints the lesion over the tissue; m = 1 pushes all of it aside.
+    """
+    if mass_effect <= 0:
+        return
+    # The displacement falls off as m/(3ρ²) but never ends: cut at ρ = 6 (a sixtieth of a semi-
+    # axis left), the displaced volume leaves the region there, mostly into peripheral fat.
+    region, d = _lesion_frame(les, geom, PUSH_REACH * max(les.semi_axes_mm))
+    u = d @ les.rotation
+    rho = np.sqrt(((u / np.asarray(les.semi_axes_mm)) ** 2).sum(-1))
+    scale = np.cbrt(np.maximum(rho**3 - mass_effect, 0.0)) / np.maximum(rho, 1e-6)
+    scale = np.where(rho < PUSH_REACH, scale, 1.0)
+    src = np.asarray(les.center_mm) + d * scale[..., None]  # LPS mm
+    coords = [(src[..., a] - geom.origin[a]) / geom.spacing[a] for a in (2, 1, 0)]
+    g[region] = map_coordinates(g, coords, order=1, mode="nearest")
+
+
+def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geometry) -> None:
+    """Rasterise ``les`` into ``labels`` (only over breast parenchyma); record its box and the
+    FGT share of the parenchyma touching it."""
+    reach = max(les.semi_axes_mm) * (1.3 + (les.spicules[:, 3].max() if les.spiculated else 0.0))
+    sl, d = _lesion_frame(les, geom, reach + 2 * max(geom.spacing))
     u = d @ les.rotation  # lesion frame
     rho = np.sqrt(((u / np.asarray(les.semi_axes_mm)) ** 2).sum(-1))
     n = u / (np.linalg.norm(u, axis=-1, keepdims=True) + 1e-9)
@@ -309,7 +412,7 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
     sub = labels[region]
     inside &= breast[region] & (sub < LESION_BASE)  # never over another lesion (spicules reach far)
     core = (
-        inside & (rho < les.core_fraction * (1.0 + 0.5 * lobul))
+        inside & (rho < les.draw.core_fraction * (1.0 + 0.5 * lobul))
         if les.necrotic
         else np.zeros_like(inside)
     )
@@ -321,3 +424,7 @@ def _draw_lesion(les: Lesion, labels: np.ndarray, breast: np.ndarray, geom: Geom
         lo, hi = idx.min(0), idx.max(0)
         offs = [s.start for s in sl]
         les.bbox = tuple(int(v) for pair in zip(lo + offs, hi + offs, strict=True) for v in pair)
+        shell = binary_dilation(inside, np.ones((3, 3, 3), bool)) & ~inside
+        tissue = sub[shell & breast[region]]
+        tissue = tissue[(tissue == Tissue.FGT) | (tissue == Tissue.FAT)]
+        les.surround_fgt = float((tissue == Tissue.FGT).mean()) if tissue.size else None

@@ -14,6 +14,7 @@ from scipy.ndimage import shift as nd_shift
 from dcesynth.data.geometry import Geometry
 from dcesynth.data.phantom import tissues as T
 from dcesynth.data.phantom.anatomy import (
+    LESION_BASE,
     MAX_LESIONS,
     Anatomy,
     Tissue,
@@ -32,6 +33,7 @@ from dcesynth.data.phantom.kinetics import (
     spgr_signal,
     tofts,
 )
+from dcesynth.data.phantom.lesions import draw_case_lesions, pick
 
 AIF = ParkerAIF()
 SCANNERS = (  # (manufacturer, model, field strength)
@@ -166,12 +168,15 @@ def concentration_at(
     return np.interp(phase_times_min(proto, phases), t, ct, left=0.0)
 
 
-def lesion_signal(proto: Protocol, conc: np.ndarray) -> np.ndarray:
-    t10 = T.t1_for(T.TUMOUR_T1_MS, proto.field_t)
-    return spgr_signal(T.TUMOUR_M0, r1_of(t10, conc, proto.r1), proto.tr_ms, proto.flip_deg)
+def lesion_signal(proto: Protocol, conc: np.ndarray, t1_ms: float, pd: float) -> np.ndarray:
+    """Noise-free SPGR signal of lesion tissue (T1 ``t1_ms``, proton density ``pd`` × FGT's)."""
+    m0 = pd * T.M0[Tissue.FGT]
+    return spgr_signal(m0, r1_of(t1_ms, conc, proto.r1), proto.tr_ms, proto.flip_deg)
 
 
-def sample_lesion_kinetics(rng: np.random.Generator, proto: Protocol, curve_type: str) -> dict:
+def sample_lesion_kinetics(
+    rng: np.random.Generator, proto: Protocol, curve_type: str, t1_ms: float, pd: float = 1.0
+) -> dict:
     """(Ktrans, ve, vp) whose simulated curve robustly has ``curve_type``.
 
     The type is judged on the noise-free SPGR signal at the case's own schedule extended to the
@@ -180,7 +185,7 @@ def sample_lesion_kinetics(rng: np.random.Generator, proto: Protocol, curve_type
     ranges = T.LESION_TOFTS_RANGES[curve_type]
     for _ in range(500):
         kt, ve, vp = (float(rng.uniform(*r)) for r in ranges)
-        s = lesion_signal(proto, concentration_at(proto, kt, ve, vp, MAX_POST_PHASES))
+        s = lesion_signal(proto, concentration_at(proto, kt, ve, vp, MAX_POST_PHASES), t1_ms, pd)
         if robust_curve_type(s[1:] - s[0]) == curve_type:
             return {"ktrans": kt, "ve": ve, "vp": vp, "kep": kt / ve}
     raise RuntimeError(f"could not draw kinetics of type {curve_type} for {asdict(proto)}")
@@ -204,10 +209,7 @@ class PhantomCase:
         return self.ground_truth["box_zyx"]
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    keys = list(weights)
-    p = np.asarray([weights[k] for k in keys], float)
-    return str(keys[rng.choice(len(keys), p=p / p.sum())])
+_pick = pick
 
 
 def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
@@ -216,24 +218,23 @@ def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     proto = sample_protocol(rng, cfg)
     geom = proto.geometry()
     n_les = int(rng.integers(2, MAX_LESIONS + 1)) if rng.random() < cfg.multifocal_fraction else 1
-    min_d = 3.0 * max(geom.spacing)  # smaller lesions would vanish between voxels
-    lo, hi = (
-        max(cfg.lesion_diameter_mm[0], min(min_d, cfg.lesion_diameter_mm[1])),
-        cfg.lesion_diameter_mm[1],
-    )
-    diam = sorted((float(rng.uniform(lo, max(lo, hi))) for _ in range(n_les)), reverse=True)
+    # Smaller lesions would vanish between voxels: 3 in-plane voxels, 1.5 slices.
+    min_d = max(3.0 * max(geom.spacing[:2]), 1.5 * geom.spacing[2])
+    draws = draw_case_lesions(rng, cfg, proto.field_t, n_les, min_d)
     facts = {
         "density": _pick(rng, cfg.density_weights),
-        "diameters_mm": [diam[0]] + [max(lo, d * 0.6) for d in diam[1:]],  # satellites smaller
-        "necrotic": [bool(rng.random() < cfg.necrotic_fraction and d >= 15) for d in diam],
-        "spiculated": [bool(rng.random() < cfg.spiculated_fraction) for _ in diam],
+        "draws": draws,
+        "mass_effect": cfg.mass_effect,
     }
     anat = build_anatomy(rng, geom, facts)
     bpe = _pick(rng, {k: v[1] for k, v in T.BPE_LEVELS.items()})
-    lesion_kin = []
-    for _les in anat.lesions:
-        ctype = _pick(rng, cfg.curve_type_weights)
-        lesion_kin.append({"curve_type": ctype, **sample_lesion_kinetics(rng, proto, ctype)})
+    lesion_kin = [
+        {
+            "curve_type": les.draw.curve_type,
+            **sample_lesion_kinetics(rng, proto, les.draw.curve_type, les.draw.t1_ms, les.draw.pd),
+        }
+        for les in anat.lesions
+    ]
     lut, conc = _signal_lut(cfg, proto, anat, bpe, lesion_kin)
     images, noise_sigma, gain = _synthesize(rng, cfg, proto, geom, anat, lut)
     gt = _ground_truth(cfg, index, proto, geom, anat, bpe, lesion_kin, lut, conc, noise_sigma, gain)
@@ -274,7 +275,7 @@ def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int
     for les, kin in zip(anat.lesions, lesion_kin, strict=True):
         c = concentration_at(proto, kin["ktrans"], kin["ve"], kin["vp"], n_ph)
         conc[lesion_label(les.index)] = c
-        lut[:, lesion_label(les.index)] = lesion_signal(proto, c)
+        lut[:, lesion_label(les.index)] = lesion_signal(proto, c, les.draw.t1_ms, les.draw.pd)
         t10n = T.t1_for(T.NECROSIS_T1_MS, proto.field_t)
         lut[:, lesion_label(les.index, True)] = spgr_signal(
             T.NECROSIS_M0, r1_of(t10n, 0.0, proto.r1), proto.tr_ms, proto.flip_deg
@@ -284,7 +285,15 @@ def _signal_lut(cfg, proto, anat, bpe, lesion_kin) -> tuple[np.ndarray, dict[int
 
 def _synthesize(rng, cfg, proto, geom, anat: Anatomy, lut: np.ndarray):
     """uint16 images (phases, z, y, x) with texture, bias field, drift, noise and motion."""
-    texture = 1.0 + 0.04 * smooth_field(rng, geom, corr_mm=3.0, grid_mm=1.5)
+    field = smooth_field(rng, geom, corr_mm=3.0, grid_mm=1.5)
+    lesion = anat.labels >= LESION_BASE
+    # Lesions are heterogeneous inside (cellularity, fibrosis): the same smooth field as the
+    # tissue texture, with the lesion model's larger amplitude. It scales M0, so all phases.
+    lesion_texture = 1.0 + cfg.lesion_heterogeneity * field[lesion]
+    texture = np.multiply(field, 0.04, out=field)
+    texture += 1.0
+    texture[lesion] = lesion_texture
+    del lesion, lesion_texture
     bias = np.exp(cfg.bias_field * smooth_field(rng, geom, corr_mm=90.0, grid_mm=10.0))
     weight = texture * bias  # multiplicative, shared by all phases
     del texture
@@ -343,9 +352,10 @@ def _ground_truth(
                 "center_mm_lps": list(les.center_mm),
                 "diameter_mm": les.diameter_mm,
                 "semi_axes_mm": list(les.semi_axes_mm),
-                "necrotic": les.necrotic,
+                **{k: v for k, v in les.draw.to_dict().items() if k != "diameter_mm"},
                 "spiculated": les.spiculated,
-                "in_fgt": les.in_fgt,
+                "surround_fgt": les.surround_fgt,
+                "at_interface_measured": les.at_interface,
                 "voxels": les.voxels,
                 "box_zyx": list(les.bbox) if les.bbox else None,
                 **kin,

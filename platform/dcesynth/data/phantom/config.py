@@ -21,7 +21,7 @@ OutputFormat = Literal["dicom", "nifti"]
 
 #: The Duke protocol: one pre-contrast and at most four post-contrast phases.
 MAX_POST_PHASES = 4
-GENERATOR_VERSION = 2  # bump when the same config would give different images
+GENERATOR_VERSION = 3  # bump when the same config would give different images
 
 
 class PhantomConfig(StrictModel):
@@ -58,12 +58,55 @@ class PhantomConfig(StrictModel):
         default_factory=lambda: {"a": 0.1, "b": 0.4, "c": 0.4, "d": 0.1}
     )
     multifocal_fraction: float = Field(0.1, ge=0.0, le=1.0)
-    necrotic_fraction: float = Field(0.2, ge=0.0, le=1.0)
-    spiculated_fraction: float = Field(0.3, ge=0.0, le=1.0)
-    lesion_diameter_mm: tuple[float, float] = (5.0, 40.0)
+    # --- the lesion model: one joint draw per lesion (docs/phantom.md cites every default) ----
+    benign_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of benign distractor lesions (Duke: invasive only)"
+    )
+    interface_fraction: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="lesions at the FGT-fat interface (291/294 invasive cancers, Zhu et al. 2017)",
+    )
+    lesion_diameter_mm: tuple[float, float] = Field(
+        (8.0, 48.0), description="diameter range (invasive cancers at MRI, Song et al. 2019)"
+    )
+    lesion_diameter_median_mm: float = Field(
+        16.5, gt=0.0, description="log-normal median: mean 18 mm with sigma 0.4 (Song et al. 2019)"
+    )
+    lesion_diameter_sigma: float = Field(0.4, ge=0.0, le=2.0, description="log-normal sigma")
     curve_type_weights: dict[Literal["I", "II", "III"], float] = Field(
-        default_factory=lambda: {"I": 0.09, "II": 0.34, "III": 0.57},
+        default_factory=lambda: {"I": 0.089, "II": 0.336, "III": 0.574},
         description="Kuhl curve types among cancers (Kuhl et al., Radiology 1999)",
+    )
+    benign_curve_type_weights: dict[Literal["I", "II", "III"], float] = Field(
+        default_factory=lambda: {"I": 0.830, "II": 0.115, "III": 0.055},
+        description="Kuhl curve types among benign lesions (Kuhl et al., Radiology 1999)",
+    )
+    necrotic_fraction: float = Field(
+        0.2, ge=0.0, le=1.0, description="necrotic core in cancers >= 15 mm (not round wash-out)"
+    )
+    necrotic_fraction_round_washout: float = Field(
+        0.5, ge=0.0, le=1.0, description="round wash-out cancers: the triple-negative phenotype"
+    )
+    tumour_t1_3t_ms: tuple[float, float] = Field(
+        (1612.0, 216.0), description="invasive cancer T1 at 3 T, mean and sd (Meng et al. 2020)"
+    )
+    tumour_pd: float = Field(
+        1.0,
+        gt=0.0,
+        le=3.0,
+        description="tumour proton density over FGT's (fat-suppressed); conspicuity, calibrated",
+    )
+    tumour_pd_sd: float = Field(0.05, ge=0.0, le=1.0, description="per-lesion spread of tumour_pd")
+    lesion_heterogeneity: float = Field(
+        0.08, ge=0.0, le=0.5, description="sd of the smooth internal M0 variation of a lesion"
+    )
+    mass_effect: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of a lesion's volume pushed aside (0: painted over, 1: all displaced)",
     )
     hct_range: tuple[float, float] = (0.42, 0.45)
     # --- DICOM realism (what readers must cope with) -----------------------------------------
@@ -94,11 +137,18 @@ class PhantomConfig(StrictModel):
             raise ValueError(f"a range must be (low, high) with 0 < low <= high, got {v}")
         return v
 
-    @field_validator("density_weights", "curve_type_weights")
+    @field_validator("density_weights", "curve_type_weights", "benign_curve_type_weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError(f"weights must be >= 0 and not all 0, got {v}")
+        return v
+
+    @field_validator("tumour_t1_3t_ms")
+    @classmethod
+    def _mean_sd(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (v[0] > 0 and 0 <= v[1] < v[0] / 2):
+            raise ValueError(f"a (mean, sd) pair needs mean > 0 and 0 <= sd < mean/2, got {v}")
         return v
 
     @field_validator("hct_range")

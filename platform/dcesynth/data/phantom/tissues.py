@@ -1,8 +1,9 @@
 """Tissue properties of the phantom: T1 by field strength, proton density, default kinetics.
 
-T1 (ms) at 1.5 T / 3 T: fat, FGT, tumour and blood (1.5 T) from PHANTOM.md (Henze Bancroft et al.
+T1 (ms) at 1.5 T / 3 T: fat, FGT and blood (1.5 T) from PHANTOM.md (Henze Bancroft et al.
 2022; Edden et al. 2010); muscle and blood at 3 T from Stanisz et al., MRM 2005. Skin, lung and
-necrosis are rough values: they only shape the picture, no analysis reads them.
+necrosis are rough values: they only shape the picture, no analysis reads them. Lesion tissue
+is drawn per lesion (lesions.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ T1_MS: dict[int, tuple[float, float]] = {
     Tissue.BLOOD: (1440.0, 1932.0),
     Tissue.LUNG: (1200.0, 1300.0),
 }
-TUMOUR_T1_MS = (1600.0, 1600.0)
 NECROSIS_T1_MS = (2200.0, 2600.0)
 
 # relative proton density (M0); fat is further scaled by the fat-suppression residual
@@ -32,7 +32,6 @@ M0: dict[int, float] = {
     Tissue.BLOOD: 0.85,
     Tissue.LUNG: 0.05,
 }
-TUMOUR_M0 = 0.85
 NECROSIS_M0 = 0.9
 
 # Extended-Tofts parameters (Ktrans /min, ve, vp) of the non-lesion tissues; fat, air and lung
