@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dcesynth.config import StrictModel
+
+# the smallest crop_size: below it the multiscale discriminator's coarser scales see only a
+# few pixels of each window
+MIN_CROP = 16
 
 
 class ModelConfig(StrictModel):
@@ -53,6 +57,13 @@ class TrainConfig(StrictModel):
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     rotate_p: float = Field(0.5, ge=0, le=1)
+    # not in the study (it trains on whole 512² slices); the generator is fully convolutional,
+    # so validation, synthesis and evaluation still run on whole slices
+    crop_size: int | None = Field(
+        None,
+        description="train on random crop_size² windows (kept on the lesion of tumour "
+        "slices); a multiple of the model's divisor, >= 16; None: whole slices",
+    )
     seed: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
     use_gpu: bool = False
@@ -80,6 +91,20 @@ class TrainConfig(StrictModel):
         if len(set(v)) != len(v) or list(v) != sorted(v) or min(v) < 1:
             raise ValueError(f"phases are distinct increasing post-phase numbers, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _crop_size(self) -> TrainConfig:
+        size, d = self.crop_size, self.model.divisor
+        # the generator halves a window n_downsample times (once more for the local
+        # generator): a side it cannot halve evenly would come back at another size
+        if size is not None and (size < MIN_CROP or size % d):
+            ok = -(-MIN_CROP // d) * d  # the smallest allowed value
+            raise ValueError(
+                f"crop_size: {size} must be >= {MIN_CROP} and a multiple of the model's "
+                f"divisor {d} (2**model.n_downsample, twice that for the local generator), "
+                f"e.g. {ok}, {ok + d} or {ok + 2 * d}; or None for whole slices"
+            )
+        return self
 
     @property
     def in_channels(self) -> int:

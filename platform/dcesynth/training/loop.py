@@ -63,6 +63,50 @@ def rotate(batch: dict, p: float, gen: torch.Generator) -> None:
             )
 
 
+def random_crop(batch: dict, size: int | None, gen: torch.Generator) -> None:
+    """Replace each slice of ``batch`` ("pre", "post", "mask") by a random ``size``² window.
+
+    A slice with lesion pixels gets a window drawn uniformly among the positions that contain
+    the pixel of its lesion centroid: tumour oversampling only helps if the lesion stays in
+    view. Other slices get a window drawn uniformly over the slice. An axis no longer than
+    ``size`` is kept whole. Draws come from ``gen`` (two per slice, lesion or not), the
+    generator :func:`rotate` uses, so a resumed run repeats them exactly.
+
+    Args:
+        batch: tensors "pre" (N, 1, H, W), "post" (N, P, H, W), "mask" (N, 1, H, W), all on
+            one device; replaced in place (other entries are left alone).
+        size: the window's side in pixels; None leaves the batch whole (no draws).
+        gen: a CPU ``torch.Generator``.
+    """
+    if size is None:
+        return
+    n, _, h, w = batch["pre"].shape
+    if h <= size and w <= size:
+        return
+    lesion = batch["mask"][:, 0] > 0  # (N, H, W)
+    count = lesion.sum((1, 2)).cpu()
+    u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
+    starts = []
+    for axis, (extent, reduce_over) in enumerate(((h, 2), (w, 1))):
+        side = min(size, extent)
+        profile = lesion.sum(reduce_over).cpu().double()  # lesion pixels per row / column
+        coords = torch.arange(extent, dtype=torch.float64)
+        # the pixel holding the centroid (0 on slices without lesion pixels; not used there)
+        centre = torch.floor((profile * coords).sum(1) / count.clamp(min=1) + 0.5).long()
+        lo = torch.where(count > 0, (centre - side + 1).clamp(min=0), 0)
+        hi = torch.where(count > 0, centre.clamp(max=extent - side), extent - side)
+        pick = lo + torch.floor(u[:, axis] * (hi - lo + 1)).long()
+        starts.append(torch.minimum(pick, hi).tolist())  # u < 1, but guard the float edge
+    sh, sw = min(size, h), min(size, w)
+    for k in ("pre", "post", "mask"):
+        batch[k] = torch.stack(
+            [
+                batch[k][i, :, y : y + sh, x : x + sw]
+                for i, (y, x) in enumerate(zip(*starts, strict=True))
+            ]
+        )
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -123,6 +167,7 @@ def train_loop_per_worker(config: dict) -> None:
         )
         for step_i, batch in enumerate(batches):
             rotate(batch, cfg.rotate_p, gen)
+            random_crop(batch, cfg.crop_size, gen)  # None: no draws, as before crops existed
             x, y = model_io(batch["pre"], batch["post"], cfg)
             n = x.shape[0]
             vals = step(x, y, batch["mask"])  # DDP all-reduces gradients in backward
@@ -211,5 +256,7 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "model_io",
+    "random_crop",
+    "rotate",
     "train_loop_per_worker",
 ]

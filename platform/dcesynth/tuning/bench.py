@@ -56,6 +56,7 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
         build_discriminator,
         build_generator,
         model_io,
+        random_crop,
         rotate,
     )
     from dcesynth.training.run import train_arrays, val_subset
@@ -78,6 +79,7 @@ def plain_training(cfg, hook, run_dir: Path) -> None:
         for i in range(0, len(train["pre"]), cfg.batch_size):
             batch = to_model_range({k: v[i : i + cfg.batch_size] for k, v in train.items()})
             rotate(batch, cfg.rotate_p, gen)
+            random_crop(batch, cfg.crop_size, gen)  # as the platform's trials do
             step(*model_io(batch["pre"], batch["post"], cfg), batch["mask"])
         metrics = validation_metrics(G, val, cfg, device)
         metrics.update(hook(metrics, val))
