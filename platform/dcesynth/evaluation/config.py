@@ -8,10 +8,19 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from dcesynth.config import StrictModel, resolve_device
+from dcesynth.evaluation.metrics import WINDOW
 from dcesynth.evaluation.same import DEFAULT_METRICS, KNOWN
 
 ALL_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "lpips", "fid_img", "fid_rad")
 NEEDS_WEIGHTS = ("lpips", "fid_img", "fid_rad")
+# SSIM is a windowed statistic: in a box smaller than its window the map mostly measures the
+# window's surroundings. The study's boxes (at 512²) are wider than a window, so the default
+# changes nothing there; at smaller image sizes boxes shrink below it. TrustConfig shares it.
+BOX_MIN_PX = WINDOW
+BOX_MIN_PX_HELP = (
+    f"tumour-box metrics: a box narrower than this along an axis is widened about its centre "
+    f"(kept inside the slice) to this size; {WINDOW} = one SSIM window; 1: boxes as annotated"
+)
 
 
 class EvalConfig(StrictModel):
@@ -30,6 +39,7 @@ class EvalConfig(StrictModel):
     seed: int = Field(0, ge=0)
     batch_size: int = Field(16, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    box_min_px: int = Field(BOX_MIN_PX, ge=1, description=BOX_MIN_PX_HELP)
 
     @field_validator("metrics")
     @classmethod

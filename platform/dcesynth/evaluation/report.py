@@ -26,7 +26,7 @@ from dcesynth.evaluation import kinetics as K
 from dcesynth.evaluation.config import EvalConfig
 from dcesynth.evaluation.metrics import subtraction
 from dcesynth.evaluation.runs import Run, generate
-from dcesynth.evaluation.scoring import Pairs, Scorer, read_pairs
+from dcesynth.evaluation.scoring import Pairs, Scorer, box_description, read_pairs
 from dcesynth.evaluation.tables import LABEL, fmt, montage, write_table
 from dcesynth.progress import progress_bar
 
@@ -133,7 +133,7 @@ def evaluate(
     G = run.generator(ckpt, scorer.device)
     fake = generate(G, pairs.pre, run.cfg, scorer.device, cfg.batch_size)
     fake_u8 = np.clip(np.rint(fake), 0, 255).astype(np.uint8)  # what a saved image would hold
-    region = pairs.box_region()
+    region = pairs.box_region(cfg.box_min_px)
     tum = np.flatnonzero(region.reshape(len(region), -1).any(1))
     rows = []
     bar = progress_bar(len(run.cfg.phases), f"evaluate {run.path.name} on {split}", progress)
@@ -207,6 +207,8 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
             "\n![SAMe](same_bars.png)\n",
         ]
     parts += ["\n## Synthetic vs real (Table 2)\n", (report / "table2.md").read_text()]
+    # the tumour-box rows depend on the box (SSIM most): say which one they used
+    parts.append(f"\nTable 2's {box_description(cfg.box_min_px)}.")
     parts.append("\n## Montages (Figures 5/6)\n")
     parts += [f"![phase {p}](montage_phase{p}.png)\n" for p in run.cfg.phases]
     if kin.get("cases"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.evaluation.config import NEEDS_WEIGHTS, EvalConfig
-from dcesynth.evaluation.metrics import PAIRED, paired_metrics, summarise
+from dcesynth.evaluation.metrics import PAIRED, WINDOW, paired_metrics, summarise
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,40 @@ log = logging.getLogger(__name__)
 def pool_phases(a: np.ndarray) -> np.ndarray:
     """(N, P, S, S) → (N·P, S, S), phase-major: a run's phases scored as one set of pairs."""
     return np.ascontiguousarray(np.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:]))
+
+
+def widen(lo: int, hi: int, extent: int, min_px: int) -> tuple[int, int]:
+    """The inclusive range ``[lo, hi]`` widened to ``min_px`` pixels, inside ``[0, extent)``.
+
+    SSIM is a windowed statistic: inside a box narrower than its 11 × 11 window the map mostly
+    measures the window's surroundings anyway, so a tumour box is scored over at least one
+    window. Widening is symmetric about the box's centre (an odd surplus pixel goes to the high
+    side), then the range is shifted back inside the slice, keeping its size; a slice shorter
+    than ``min_px`` gives its whole extent. Ranges already ``min_px`` or wider are unchanged.
+
+    Args:
+        lo, hi: the inclusive range (a box's rows or columns).
+        extent: the slice's size along that axis.
+        min_px: the smallest size of the result.
+    """
+    size = min(min_px, extent)
+    surplus = size - (hi - lo + 1)
+    if surplus <= 0:
+        return lo, hi
+    lo -= surplus // 2
+    lo = min(max(lo, 0), extent - size)  # shifted inside the slice, size kept
+    return lo, lo + size - 1
+
+
+def box_description(min_px: int) -> str:
+    """A report's line on the tumour box its metrics used, for a ``box_min_px`` of ``min_px``."""
+    if min_px <= 1:
+        return "tumour box: the annotation box, as annotated"
+    window = " (one SSIM window)" if min_px == WINDOW else ""
+    return (
+        f"tumour box: the annotation box widened to at least {min_px} px{window} per axis, "
+        "about its centre and kept inside the slice"
+    )
 
 
 @dataclass
@@ -39,12 +73,24 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.pre)
 
-    def box_region(self) -> np.ndarray:
-        """(N, S, S) bool: the slice's tumour box (all False on slices without one)."""
+    def box_region(self, min_px: int = 1) -> np.ndarray:
+        """(N, S, S) bool: the slice's tumour box (all False on slices without one).
+
+        Args:
+            min_px: a box narrower than this along an axis is widened along it to this size
+                (at most the slice), see :func:`widen`; 1 leaves every box as annotated.
+
+        Raises:
+            ValueError: for ``min_px`` < 1.
+        """
+        if min_px < 1:
+            raise ValueError(f"box min_px must be >= 1 (1: boxes as annotated), got {min_px}")
         r = np.zeros(self.pre.shape, bool)
         for i, b in enumerate(self.box):
             if b is not None:
-                r[i, b[0] : b[1] + 1, b[2] : b[3] + 1] = True
+                y0, y1 = widen(b[0], b[1], r.shape[1], min_px)
+                x0, x1 = widen(b[2], b[3], r.shape[2], min_px)
+                r[i, y0 : y1 + 1, x0 : x1 + 1] = True
         return r
 
     def pooled(self, phases: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from dcesynth.config import StrictModel, resolve_device
+from dcesynth.evaluation.config import BOX_MIN_PX, BOX_MIN_PX_HELP
 
 STRATA = ("manufacturer", "field_t", "agent", "density", "curve_type", "lesion_size")
 
@@ -34,6 +35,7 @@ class TrustConfig(StrictModel):
     prdc_k: int = Field(5, ge=1, description="k of the k-NN balls (Naeem et al. use 5)")
     # fairness
     strata: tuple[str, ...] = Field(STRATA, description="columns to stratify by")
+    box_min_px: int = Field(BOX_MIN_PX, ge=1, description=BOX_MIN_PX_HELP)  # as EvalConfig's
     clinical: Path | None = Field(
         None, description="CSV with a `Patient ID` column (the phantom's clinical.csv, Duke's)"
     )

@@ -111,7 +111,7 @@ def fairness(cfg, pairs, real, syn, phases, strata) -> list[dict]:
     from dcesynth.evaluation.metrics import paired_metrics
 
     higher = {"mae": False, "mse": False, "psnr": True, "ssim": True, "ms_ssim": True}
-    region = pairs.box_region()
+    region = pairs.box_region(cfg.box_min_px)
     tum = np.flatnonzero(region.reshape(len(region), -1).any(1))
     rows = []
     for i, p in enumerate(phases):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
+from dcesynth.evaluation.scoring import box_description
 from dcesynth.progress import progress_bar
 from dcesynth.trust import biomarkers as B
 from dcesynth.trust import figures as FIG
@@ -147,6 +148,7 @@ def markdown(rec: dict, folder: Path) -> str:
         )
     lines += [
         "\n### Fairness — fidelity by stratum\n",
+        f"Regions: whole slice; {box_description(rec['config']['box_min_px'])}.\n",
         "| phase | region | metric | by | stratum | n cases | mean [95 % CI] | vs rest | worse |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
