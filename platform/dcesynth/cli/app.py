@@ -11,6 +11,7 @@ import typer
 
 from dcesynth.cli import (
     bench,
+    calibrate,
     cluster,
     dataset,
     demo,
@@ -34,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("phantom")(phantom.phantom)
+app.command("calibrate")(calibrate.calibrate)
 app.command("ingest")(ingest.ingest)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)

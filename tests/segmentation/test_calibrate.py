@@ -1,0 +1,94 @@
+"""Calibration against the study's real-data baselines: CNR, the ratios and their verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dcesynth.data.phantom.anatomy import Tissue, lesion_label
+from dcesynth.segmentation import calibrate as C
+
+
+def _volume(contrast_pre: float, contrast_post: float, sigma: float) -> tuple:
+    """A 2-phase cube: FGT background 100, a 4×6×6 lesion, a necrotic voxel inside it."""
+    labels = np.full((8, 16, 16), Tissue.FGT, np.uint8)
+    labels[:, :, :3] = Tissue.FAT  # parenchyma far from the lesion: outside any ring
+    labels[2:6, 5:11, 5:11] = lesion_label(0)
+    labels[3, 7, 7] = lesion_label(0, necrotic=True)
+    images = np.full((2, *labels.shape), 100.0, np.float32)
+    lesion = labels == lesion_label(0)
+    images[0][lesion] += contrast_pre
+    images[1][lesion] += contrast_post
+    images[:, 3, 7, 7] = 0.0  # a dark core must not count
+    gt = {
+        "case_id": "X",
+        "noise_sigma": sigma,
+        "lesions": [{"index": 0, "diameter_mm": 10.0, "shape": "oval", "curve_type": "III"}],
+    }
+    return images, labels, gt
+
+
+@pytest.mark.parametrize(("pre", "post", "sigma"), [(5.0, 60.0, 2.5), (-8.0, 30.0, 4.0)])
+def test_lesion_cnr_known_answer(pre: float, post: float, sigma: float) -> None:
+    """CNR is (lesion − ring)/σ per phase; necrosis and other tissue are left out; the width
+    across is the equivalent diameter of the largest axial section (6×6 px → 6.77)."""
+    images, labels, gt = _volume(pre, post, sigma)
+    (row,) = C.lesion_cnr(images, labels, gt)
+    assert row["cnr_pre"] == pytest.approx(pre / sigma)
+    assert row["cnr_post"] == [pytest.approx(post / sigma)]
+    assert row["across_px"] == pytest.approx(2 * math.sqrt(36 / math.pi))
+
+
+def test_lesion_cnr_refuses_a_bad_noise_sigma() -> None:
+    images, labels, gt = _volume(5.0, 50.0, 1.0)
+    with pytest.raises(ValueError, match="noise_sigma"):
+        C.lesion_cnr(images, labels, {**gt, "noise_sigma": 0.0})
+
+
+def _cells(pre: float | None, post: float | None, cross: float | None) -> list[dict]:
+    return [
+        {"scenario": 1, "set": "A", "mean": pre},
+        {"scenario": 3, "set": "D", "mean": post},
+        {"scenario": 4, "set": "D", "mean": cross},
+    ]
+
+
+def test_the_study_itself_is_within_tolerance() -> None:
+    """The study's own Dice give exactly its ratios (0.72, 0.21): within, miss 0."""
+    r = C.ratios(_cells(0.569, 0.790, 0.164))
+    assert r["pre_over_post"] == pytest.approx(0.7203, abs=1e-4)
+    assert r["cross_over_post"] == pytest.approx(0.2076, abs=1e-4)
+    assert C.within(r) and C.miss(r) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("cells", "ok"),
+    [
+        ((0.50, 0.80, 0.20), True),  # 0.625 and 0.25: both within 0.15
+        ((0.0, 0.63, 0.0), False),  # today's phantom: nothing before contrast
+        ((0.60, 0.62, 0.58), False),  # lesions look the same before and after
+        ((0.5, None, 0.1), False),  # a failed cell is never within
+        ((0.5, 0.0, 0.1), False),  # no post Dice: no ratio
+    ],
+)
+def test_within_and_miss(cells: tuple, ok: bool) -> None:
+    r = C.ratios(_cells(*cells))
+    assert C.within(r) is ok
+    assert (C.miss(r) <= C.TOLERANCE) is ok
+
+
+def test_write_reports_every_candidate_and_the_best(tmp_path) -> None:
+    base = {"ssim": 0.9, "ms_ssim": 0.95, "psnr": 30.0}
+    cnr = {"lesions": 3, "cnr_pre_median": 1.0, "cnr_post1_median": 9.0}
+    results = [
+        {"tumour_pd": pd, "cnr": cnr, "baseline": base, "ratios": C.ratios(_cells(*c))}
+        for pd, c in ((1.0, (0.1, 0.7, 0.05)), (1.3, (0.5, 0.7, 0.2)))
+    ]
+    md = C.write(tmp_path, results, "2d, 5 folds").read_text()
+    data = json.loads((tmp_path / "calibration.json").read_text())
+    assert data["best_tumour_pd"] == 1.3 and data["best_within_tolerance"] is True
+    assert md.count("| 1 |") == 1 and md.count("| 1.3 |") == 1
+    assert "0.705" in md and "32.42" in md  # the study's real-data row beside ours
