@@ -13,6 +13,7 @@ from dcesynth.cli import (
     bench,
     calibrate,
     cluster,
+    conspicuity,
     dataset,
     demo,
     evaluate,
@@ -51,6 +52,7 @@ app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
 app.command("study")(study.study)
+app.command("conspicuity")(conspicuity.conspicuity)
 app.add_typer(bench.app, name="bench")
 app.add_typer(cluster.app, name="cluster")
 app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(

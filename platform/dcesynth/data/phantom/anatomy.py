@@ -314,7 +314,7 @@ def _shape_params(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.
 
 def _place_lesion(rng, index, side, draw: LesionDraw, breast_def, placed, geom, g, thr):
     """A lesion centre deep enough inside the breast and apart from the others, at the FGT–fat
-    interface if ``draw.at_interface`` (else surrounded by one tissue); ``None`` if none fits."""
+    interface if ``draw.at_interface`` (else inside FGT); ``None`` if none fits."""
     (cx, cy, cz), (sx, sy, sz), _ = breast_def
     _, _, z = axes_mm(geom)
     f, lobes, n_sp = _shape_params(rng, draw.shape)
@@ -335,7 +335,8 @@ def _place_lesion(rng, index, side, draw: LesionDraw, breast_def, placed, geom, 
             continue
         share = _fgt_around(p, r, geom, g, thr)
         # how far the site is from what the draw wants: 0 is a hit; else keep the closest
-        miss = max(0.2 - share, share - 0.8, 0.0) if draw.at_interface else min(share, 1 - share)
+        # (a cancer not at the interface is embedded in FGT, where it arises: Zhu et al. 2017)
+        miss = max(0.2 - share, share - 0.8, 0.0) if draw.at_interface else 1.0 - share
         if best is None or miss < best[0]:
             best = (miss, p, r)
         if miss <= (0.0 if draw.at_interface else 0.05):

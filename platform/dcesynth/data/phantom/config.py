@@ -66,7 +66,8 @@ class PhantomConfig(StrictModel):
         0.99,
         ge=0.0,
         le=1.0,
-        description="lesions at the FGT-fat interface (291/294 invasive cancers, Zhu et al. 2017)",
+        description="lesions at the FGT-fat interface (291/294 invasive cancers, Zhu et al. 2017); "
+        "the rest are embedded in FGT",
     )
     lesion_diameter_mm: tuple[float, float] = Field(
         (8.0, 48.0), description="diameter range (invasive cancers at MRI, Song et al. 2019)"
