@@ -92,3 +92,33 @@ def test_write_reports_every_candidate_and_the_best(tmp_path) -> None:
     assert data["best_tumour_pd"] == 1.3 and data["best_within_tolerance"] is True
     assert md.count("| 1 |") == 1 and md.count("| 1.3 |") == 1
     assert "0.705" in md and "32.42" in md  # the study's real-data row beside ours
+
+
+# --- the CPU budget's batch cap, written into nnU-Net's plans --------------------------------
+
+
+@pytest.mark.parametrize(("planned", "cap", "expect"), [(29, 12, 12), (8, 12, 8), (12, 12, 12)])
+def test_cap_batch_size_lowers_only_larger_batches(tmp_path, planned, cap, expect) -> None:
+    from dcesynth.segmentation.backend import PLANS, SetSpec, cap_batch_size
+    from dcesynth.segmentation.config import SegmentConfig
+
+    spec = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig())
+    folder = spec.folder("preprocessed")
+    folder.mkdir(parents=True)
+    plans = {"configurations": {"2d": {"batch_size": planned, "patch_size": [160, 80]}}}
+    (folder / f"{PLANS}.json").write_text(json.dumps(plans))
+    cap_batch_size(spec, "2d", cap)
+    got = json.loads((folder / f"{PLANS}.json").read_text())["configurations"]["2d"]
+    assert got == {"batch_size": expect, "patch_size": [160, 80]}
+    with pytest.raises(ValueError, match="3d_fullres"):
+        cap_batch_size(spec, "3d_fullres", cap)
+
+
+def test_the_batch_cap_is_part_of_a_plan_fingerprint(tmp_path) -> None:
+    """A changed cap means planning again, not reusing a plan made with another batch."""
+    from dcesynth.segmentation.backend import SetSpec
+    from dcesynth.segmentation.config import SegmentConfig
+
+    a = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig())
+    b = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig(max_batch_size=12))
+    assert a.fingerprint() != b.fingerprint()

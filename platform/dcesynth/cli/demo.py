@@ -23,7 +23,9 @@ def demo(
         "search_spaces/demo.yaml"
     ),
     cases: Annotated[int, typer.Option(help="Phantom cases.")] = 10,
-    matrix: Annotated[int, typer.Option(help="In-plane matrix of the phantom.")] = 64,
+    matrix: Annotated[
+        int, typer.Option(help="In-plane matrix of the phantom (160: lesions >= 6 px).")
+    ] = 160,
     slices: Annotated[int, typer.Option(help="Slices per volume.")] = 24,
     workers: Annotated[int, typer.Option(help="Parallel processes (phantom).")] = DEFAULT_WORKERS,
     gpus: Annotated[bool, typer.Option("--gpus", help="Trials train on GPUs.")] = False,

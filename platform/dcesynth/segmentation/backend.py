@@ -63,7 +63,11 @@ class SetSpec:
         return self.folder("results") / f"{TRAINER}__{PLANS}__{self.cfg.configuration}"
 
     def fingerprint(self) -> dict:
-        return {"cases": sorted(self.cases), "splits": self.splits}
+        return {
+            "cases": sorted(self.cases),
+            "splits": self.splits,
+            "max_batch_size": self.cfg.max_batch_size,  # written into the plans
+        }
 
 
 def nnunet_dirs(study: Path) -> dict[str, Path]:
@@ -137,6 +141,24 @@ def write_splits(spec: SetSpec) -> Path:
     return path
 
 
+def cap_batch_size(spec: SetSpec, configuration: str, cap: int) -> None:
+    """Lower the planned batch size of ``configuration`` to ``cap`` in nnU-Net's plans file.
+
+    Editing the plans is how nnU-Net expects its plans to be changed; the trainer reads the
+    batch size from them. Preprocessing does not depend on it.
+    """
+    path = spec.folder("preprocessed") / f"{PLANS}.json"
+    plans = json.loads(path.read_text())
+    conf = plans["configurations"].get(configuration)
+    if conf is None:
+        raise ValueError(
+            f"{path}: no configuration {configuration!r}; has {sorted(plans['configurations'])}"
+        )
+    if conf["batch_size"] > cap:
+        conf["batch_size"] = cap
+        atomic_write_text(path, json.dumps(plans, indent=1))
+
+
 class NnUNetBackend:
     """nnU-Net v2: default planner and preprocessor, plain ``nnUNetTrainer``, fold ensemble."""
 
@@ -160,6 +182,8 @@ class NnUNetBackend:
                 show_progress_bar=False,
             )
             plan_experiment_dataset(spec.dataset_id)
+            if cfg.max_batch_size is not None:
+                cap_batch_size(spec, cfg.configuration, cfg.max_batch_size)
             preprocess_dataset(
                 spec.dataset_id,
                 PLANS,

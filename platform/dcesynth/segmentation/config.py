@@ -107,6 +107,13 @@ class SegmentConfig(StrictModel):
     iterations_per_epoch: int = Field(250, ge=1)
     val_iterations_per_epoch: int = Field(50, ge=1)
     save_every: int = Field(50, ge=1, description="epochs between resumable checkpoints")
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="cap on the batch size nnU-Net's planner chose (written into its plans); "
+        "the study: none. A CPU budget: the planner fills a GPU's memory, so at 160² a 2d "
+        "batch of ~30 slices makes one iteration several times dearer",
+    )
     mirroring: bool = Field(True, description="test-time mirroring")
     validate_folds: bool = Field(
         False, description="nnU-Net's own validation of each fold after training"
