@@ -21,7 +21,7 @@ OutputFormat = Literal["dicom", "nifti"]
 
 #: The Duke protocol: one pre-contrast and at most four post-contrast phases.
 MAX_POST_PHASES = 4
-GENERATOR_VERSION = 3  # bump when the same config would give different images
+GENERATOR_VERSION = 4  # bump when the same config would give different images
 
 
 class PhantomConfig(StrictModel):
