@@ -29,6 +29,9 @@ def calibrate(
             "--pd", help="Candidate tumour_pd values (repeatable); default: the preset's."
         ),
     ] = None,
+    cases: Annotated[
+        int | None, typer.Option(help="Cohort size (default: the preset's); more test cases.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("calibration_out"),
     address: Annotated[str | None, typer.Option(help="Ray cluster (e.g. auto).")] = None,
 ) -> None:
@@ -70,7 +73,13 @@ def calibrate(
         for v in values:
             t = time.perf_counter()
             folder = root / f"pd_{v:g}"
-            pcfg = cfg["phantom"].model_copy(update={"tumour_pd": v})
+            pcfg = type(cfg["phantom"]).model_validate(
+                {
+                    **cfg["phantom"].model_dump(),
+                    "tumour_pd": v,
+                    **({"cases": cases} if cases else {}),
+                }
+            )
             step(f"tumour_pd {v:g}: phantom ({pcfg.cases} cases) → {folder / 'phantom'}")
             generate_cohort(pcfg, folder / "phantom", workers=2)
             ingest(folder / "phantom" / "dicom", folder / "dataset", cfg["ingest"], workers=2)

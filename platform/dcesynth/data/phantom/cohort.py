@@ -225,6 +225,8 @@ def _write_tables(out: Path, records: list[dict]) -> None:
                 "Tumour Side": les["side"] if les else "",
                 "Tumour Diameter (mm)": round(les["diameter_mm"], 1) if les else "",
                 "Curve Type": les["curve_type"] if les else "",
+                "Lesion Kind": les.get("kind", "") if les else "",
+                "Lesion Shape": les.get("shape", "") if les else "",
                 "Necrotic": int(les["necrotic"]) if les else "",
                 "Spiculated": int(les["spiculated"]) if les else "",
             }
