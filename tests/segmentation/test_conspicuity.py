@@ -12,10 +12,19 @@ from dcesynth.segmentation import conspicuity as K
 
 
 def test_box_gains_from_table2_rows() -> None:
+    def row(phase: int, comparison: str, ssim: float, mae: float) -> dict:
+        """A Table 2 row as the evaluation writes it: {metric: {mean, std, n}}."""
+        return {
+            "phase": phase,
+            "comparison": comparison,
+            "ssim": {"mean": ssim, "std": 0.1},
+            "mae": {"mean": mae, "std": 1.0},
+        }
+
     rows = [
-        {"phase": 1, "comparison": "tumour box: synthetic vs real", "ssim": 0.70, "mae": 20.0},
-        {"phase": 1, "comparison": "tumour box: baseline pre vs post", "ssim": 0.60, "mae": 35.0},
-        {"phase": 2, "comparison": "tumour box: synthetic vs real", "ssim": 0.1, "mae": 99.0},
+        row(1, "tumour box: synthetic vs real", 0.70, 20.0),
+        row(1, "tumour box: baseline pre vs post", 0.60, 35.0),
+        row(2, "tumour box: synthetic vs real", 0.1, 99.0),
     ]
     g = K.box_gains(rows)
     assert g == {"box_ssim_gain": pytest.approx(0.10), "box_mae_gain": pytest.approx(15.0)}
@@ -94,3 +103,17 @@ def test_the_shipped_levels_file_is_valid() -> None:
     assert len(cfg.levels) >= 3 and sum(lv.calibrated for lv in cfg.levels) == 1
     for lv in cfg.levels:
         PhantomConfig.model_validate(lv.phantom)
+
+
+def test_a_level_from_a_finished_study(tmp_path) -> None:
+    """A finished study's phase-1 rows and Table 3 cells are read back; a missing file is named."""
+    ev = tmp_path / "runs" / "phase1" / "report"
+    ev.mkdir(parents=True)
+    (ev / "evaluation.json").write_text(json.dumps({"rows": [{"phase": 1}]}))
+    with pytest.raises(FileNotFoundError, match=r"table3\.json"):
+        K.from_study(tmp_path)
+    res = tmp_path / "segmentation" / "results"
+    res.mkdir(parents=True)
+    (res / "table3.json").write_text(json.dumps([{"scenario": 2, "set": "A", "mean": 0.4}]))
+    rows, cells = K.from_study(tmp_path)
+    assert rows == [{"phase": 1}] and cells[0]["mean"] == 0.4

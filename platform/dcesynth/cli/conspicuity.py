@@ -30,11 +30,10 @@ def conspicuity(
     from rich.console import Console
 
     from dcesynth.cli.demo import _stepper
-    from dcesynth.cli.study import StudyPreset, _configs, _judge, _train
+    from dcesynth.cli.study import StudyPreset, _configs
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
-    from dcesynth.data.ingest import ingest
-    from dcesynth.data.phantom import PhantomConfig, generate_cohort
+    from dcesynth.data.phantom import PhantomConfig
     from dcesynth.progress import interactive
     from dcesynth.segmentation import calibrate as C
     from dcesynth.segmentation import conspicuity as K
@@ -52,43 +51,21 @@ def conspicuity(
         init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
         results = []
         for lv in exp.levels:
-            folder = root / lv.name
-            pcfg = PhantomConfig.model_validate({**base["phantom"].model_dump(), **lv.phantom})
-            step(f"{lv.name}: phantom {lv.phantom or '(the default)'} → {folder}")
-            generate_cohort(pcfg, folder / "phantom", workers=2)
-            ingest(folder / "phantom" / "dicom", folder / "dataset", base["ingest"], workers=2)
-            cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
-            tcfg = base["phase1"].model_copy(
-                update={"dataset": folder / "dataset", "runs_dir": folder / "runs"}
-            )
-            run = _train(tcfg, step)
-            ev = _judge(
-                run,
-                base["evaluation"],
-                folder / "phantom" / "ground_truth",
-                ("train", "val", "test"),
-                step,
-            )
-            seg = base["segmentation"].model_copy(
-                update={
-                    "dataset": folder / "dataset",
-                    "out": folder,
-                    "synthetic": run,
-                    "name": "segmentation",
-                    "scenarios": (2, 4),
-                    "sets": exp.sets,
-                    "folds": exp.folds,
-                }
-            )
-            seg = type(seg).model_validate(seg.model_dump())
-            res = run_study(seg, resume=(seg.study_dir / "study.json").is_file(), progress=False)
+            if lv.study is not None:  # the same preset's finished study holds this level
+                folder = lv.study.resolve()
+                step(f"{lv.name}: from the finished study {folder}")
+                cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
+                rows, cells = K.from_study(folder)
+            else:
+                folder = root / lv.name
+                cnr, rows, cells = _level(lv, base, exp, folder, step, run_study)
             row = {
                 "level": lv.name,
                 "calibrated": lv.calibrated,
                 "phantom": lv.phantom,
                 **cnr,
-                **K.box_gains(ev.rows),
-                **K.dice_gains(res.cells),
+                **K.box_gains(rows),
+                **K.dice_gains(cells),
             }
             results.append(row)
             step(
@@ -99,3 +76,37 @@ def conspicuity(
             report = K.write(root, results, time.perf_counter() - t0)
     console.print(report.read_text())
     console.print(f"conspicuity finished in {time.perf_counter() - t0:.0f} s; {report}")
+
+
+def _level(lv, base: dict, exp, folder: Path, step, run_study) -> tuple[dict, list, list]:
+    """Run one level: phantom → ingest → CNR → phase-1 run and its evaluation → scenarios 2, 4."""
+    from dcesynth.cli.study import _judge, _train
+    from dcesynth.data.ingest import ingest
+    from dcesynth.data.phantom import PhantomConfig, generate_cohort
+    from dcesynth.segmentation import calibrate as C
+
+    pcfg = PhantomConfig.model_validate({**base["phantom"].model_dump(), **lv.phantom})
+    step(f"{lv.name}: phantom {lv.phantom or '(the default)'} → {folder}")
+    generate_cohort(pcfg, folder / "phantom", workers=2)
+    ingest(folder / "phantom" / "dicom", folder / "dataset", base["ingest"], workers=2)
+    cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
+    tcfg = base["phase1"].model_copy(
+        update={"dataset": folder / "dataset", "runs_dir": folder / "runs"}
+    )
+    run = _train(tcfg, step)
+    truth = folder / "phantom" / "ground_truth"
+    ev = _judge(run, base["evaluation"], truth, ("train", "val", "test"), step)
+    seg = base["segmentation"].model_copy(
+        update={
+            "dataset": folder / "dataset",
+            "out": folder,
+            "synthetic": run,
+            "name": "segmentation",
+            "scenarios": (2, 4),
+            "sets": exp.sets,
+            "folds": exp.folds,
+        }
+    )
+    seg = type(seg).model_validate(seg.model_dump())
+    res = run_study(seg, resume=(seg.study_dir / "study.json").is_file(), progress=False)
+    return cnr, ev.rows, res.cells

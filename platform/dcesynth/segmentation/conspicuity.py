@@ -36,6 +36,11 @@ class Level(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     phantom: dict = Field(default_factory=dict, description="PhantomConfig overrides")
     calibrated: bool = Field(False, description="the calibrated default (marked in the figure)")
+    study: Path | None = Field(
+        None,
+        description="take this level from a finished `dcectl study` folder of the same preset "
+        "(its phase-1 evaluation and Table 3 hold every number) instead of running it again",
+    )
 
 
 class ConspicuityConfig(StrictModel):
@@ -63,10 +68,27 @@ def box_gains(rows: list[dict], phase: int = 1) -> dict[str, float]:
     base = by.get("tumour box: baseline pre vs post")
     if syn is None or base is None:
         return {"box_ssim_gain": math.nan, "box_mae_gain": math.nan}
+    val = lambda row, m: row[m]["mean"] if isinstance(row[m], dict) else row[m]  # noqa: E731
     return {
-        "box_ssim_gain": float(syn["ssim"] - base["ssim"]),
-        "box_mae_gain": float(base["mae"] - syn["mae"]),
+        "box_ssim_gain": float(val(syn, "ssim") - val(base, "ssim")),
+        "box_mae_gain": float(val(base, "mae") - val(syn, "mae")),
     }
+
+
+def from_study(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(phase-1 Table 2 rows, Table 3 cells) of a finished ``dcectl study`` folder.
+
+    Raises:
+        FileNotFoundError: naming the file a finished study would have.
+    """
+    files = (
+        folder / "runs" / "phase1" / "report" / "evaluation.json",
+        folder / "segmentation" / "results" / "table3.json",
+    )
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: not found; is {folder} a finished `dcectl study`?")
+    return json.loads(files[0].read_text())["rows"], json.loads(files[1].read_text())
 
 
 def dice_gains(cells: list[dict]) -> dict[str, float]:
