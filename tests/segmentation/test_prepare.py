@@ -137,3 +137,41 @@ def test_count_lesions_ignores_specks() -> None:
     m[0, 9, 9] = 1  # a 1-voxel speck
     assert count_lesions(m, 8) == 2 and count_lesions(m, 1) == 3
     assert count_lesions(np.zeros_like(m), 8) == 0
+
+
+# --- in-plane downsampling (a CPU budget) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_downsample_block_mean_label_rule_and_world_position(factor: int) -> None:
+    """Images: block means; labels: tumour where ≥ half the block is; each new voxel's centre
+    is the centre of its block in world coordinates; ragged edges are dropped."""
+    from dcesynth.segmentation.prepare import downsample
+
+    rng = np.random.default_rng(0)
+    vol = rng.random((3, 7, 8)).astype(np.float32)
+    aff = np.array([[-1.5, 0, 0, 10.0], [0, -1.5, 0, 20.0], [0, 0, 4.0, -5.0], [0, 0, 0, 1]])
+    out, new = downsample(vol, aff, factor)
+    by, bx = 7 // factor, 8 // factor
+    assert out.shape == (3, by, bx) and out.dtype == np.float32
+    np.testing.assert_allclose(out[1, 0, 1], vol[1, :factor, factor : 2 * factor].mean(), 1e-6)
+    # world position: new voxel (i, j, k) = centre of old block (x = i·f … i·f+f−1)
+    for i, j, k in ((0, 0, 0), (bx - 1, by - 1, 2)):
+        old = aff @ np.array([i * factor + (factor - 1) / 2, j * factor + (factor - 1) / 2, k, 1])
+        np.testing.assert_allclose(new @ np.array([i, j, k, 1]), old)
+    label = np.zeros((1, 2 * factor, 2 * factor), np.uint8)
+    label[0, :factor, :factor].flat[: (factor * factor + 1) // 2] = 1  # half (or more) of a block
+    label[0, factor:, factor:].flat[: (factor * factor) // 2 - (factor % 2 == 0)] = 1  # less
+    lab, _ = downsample(label, aff, factor)
+    assert lab.dtype == np.uint8 and lab[0].tolist() == [[1, 0], [0, 0]]
+
+
+def test_downsample_factor_one_is_identity_and_bad_factors_are_refused() -> None:
+    from dcesynth.segmentation.prepare import downsample
+
+    vol = np.ones((2, 4, 4), np.float32)
+    out, aff = downsample(vol, np.eye(4), 1)
+    assert out is vol and np.array_equal(aff, np.eye(4))
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="in_plane_factor"):
+            downsample(vol, np.eye(4), bad)

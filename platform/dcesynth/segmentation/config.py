@@ -94,6 +94,14 @@ class SegmentConfig(StrictModel):
         "both_halves: each breast a separate case, no mask needed",
     )
     n4: N4Config = Field(default_factory=N4Config)
+    in_plane_factor: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="in-plane downsampling of the prepared volumes (block mean; a label voxel "
+        "is tumour when at least half its block is). The study: 1 (native). A CPU budget: "
+        "nnU-Net's iterations cost what its patches hold",
+    )
     multifocal: Literal["remove", "keep"] = "remove"
     min_component_voxels: int = Field(
         8, ge=1, description="mask components smaller than this are specks, not lesions"

@@ -90,6 +90,36 @@ def cropped_affine(affine: np.ndarray, x0: int) -> np.ndarray:
     return out
 
 
+def downsample(zyx: np.ndarray, affine: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane block mean by ``factor`` of a ``(z, y, x)`` volume, and its NIfTI affine.
+
+    Rows and columns beyond a whole block are dropped. A uint8 label becomes 1 where at least
+    half of its block was (the tumour keeps its area); images stay float32. The affine's
+    in-plane axes grow by ``factor`` and its origin moves to the first block's centre, so every
+    voxel keeps its world position.
+
+    Raises:
+        ValueError: for a factor below 1 or larger than the volume.
+    """
+    if factor < 1:
+        raise ValueError(f"in_plane_factor must be >= 1, got {factor}")
+    if factor == 1:
+        return zyx, np.asarray(affine, float)
+    nz, ny, nx = zyx.shape
+    if ny < factor or nx < factor:
+        raise ValueError(f"in_plane_factor {factor} is larger than the {ny} × {nx} slices")
+    by, bx = ny // factor, nx // factor
+    blocks = zyx[:, : by * factor, : bx * factor].reshape(nz, by, factor, bx, factor)
+    mean = blocks.mean(axis=(2, 4), dtype=np.float64)
+    out = (mean >= 0.5).astype(np.uint8) if zyx.dtype == np.uint8 else mean.astype(np.float32)
+    aff = np.array(affine, float)
+    # NIfTI's first index is our column (x), its second our row (y)
+    aff[:3, 3] = aff[:3, :3] @ np.array([(factor - 1) / 2, (factor - 1) / 2, 0.0]) + aff[:3, 3]
+    aff[:3, 0] *= factor
+    aff[:3, 1] *= factor
+    return out, aff
+
+
 def prep_fingerprint(cfg: SegmentConfig) -> dict:
     """The settings a prepared case depends on: a change means preparing again."""
     return {
@@ -99,6 +129,7 @@ def prep_fingerprint(cfg: SegmentConfig) -> dict:
         "synthetic": str(cfg.synthetic) if "syn" in cfg.versions() else None,
         "synthetic_phase": cfg.synthetic_phase,
         "post_phase": cfg.post_phase,
+        "in_plane_factor": cfg.in_plane_factor,
     }
 
 
@@ -127,8 +158,7 @@ def prepare_case(case: StudyCase, cfg: SegmentConfig, out: Path) -> dict:
     versions = [v for v in cfg.versions() if v in case.files]
     parts: dict[str, dict] = {}
     for part, (x0, x1) in ranges.items():
-        aff = cropped_affine(affine, x0)
-        label = mask[:, :, x0:x1]
+        label, aff = downsample(mask[:, :, x0:x1], cropped_affine(affine, x0), cfg.in_plane_factor)
         _save(folder / f"{part}_label.nii.gz", label, aff)
         parts[part] = {"columns": [x0, x1], "label_voxels": int(label.sum()), "files": {}}
     n4 = {}
@@ -139,7 +169,10 @@ def prepare_case(case: StudyCase, cfg: SegmentConfig, out: Path) -> dict:
             n4[v] = {"bias_min": float(bias.min()), "bias_max": float(bias.max())}
         for part, (x0, x1) in ranges.items():
             name = f"{part}_{v}.nii.gz"
-            _save(folder / name, vol[:, :, x0:x1], cropped_affine(affine, x0))
+            part_vol, aff = downsample(
+                vol[:, :, x0:x1], cropped_affine(affine, x0), cfg.in_plane_factor
+            )
+            _save(folder / name, part_vol, aff)
             parts[part]["files"][v] = name
     rec = {"case_id": case.case_id, "settings": fp, "parts": parts, "n4": n4}
     atomic_write_text(record_file, json.dumps(rec, indent=1))
