@@ -1,13 +1,12 @@
 """Training visibly learns virtual contrast: a tiny phantom model, a fixed budget, and its
 synthetic phase 1 beats copying the pre-contrast image (the study's baseline) on the test split.
 
-What is asserted with a margin is what the phantom allows: MAE and SSIM on whole slices. The
-tumour-box figures are measured and printed, not asserted: most phantom lesions sit in
-fibroglandular tissue and are nearly isointense with it before contrast (T1 1600 vs 1266 ms at
-1.5 T), and how strongly a lesion enhances is drawn independently of how it looks before
-contrast, so no generator can tell it from the pre image. Whether a small test split's boxes
-then beat the baseline depends on its few lesions (this very test, seed 2: box MAE 49 vs 43);
-see the README, "Training that learns"."""
+The cohort is 128² (lesions about 6 px across; training on 64² crops that keep a tumour slice's
+lesion in view). Asserted with margins: MAE, SSIM and PSNR on whole slices, and MAE and PSNR
+inside the tumour box (widened to one SSIM window). The box SSIM is printed, not asserted: in
+this budget the generator does not enhance the lesions (measured 0.644 vs 0.713 at 8 epochs,
+0.650 vs 0.713 at 16), and the baseline keeps the lesion's own pattern, which SSIM's structure
+term rewards; see the README, "Training that learns"."""
 
 from __future__ import annotations
 
@@ -26,12 +25,12 @@ from dcesynth.training.run import train
 pytestmark = pytest.mark.slow
 
 
-def test_synthetic_phase1_beats_the_pre_contrast_baseline_on_whole_slices(
+def test_synthetic_phase1_beats_the_pre_contrast_baseline(
     ray_session, tmp_path: Path
 ) -> None:
     cohort = tmp_path / "cohort"
     generate_cohort(
-        PhantomConfig(cases=10, matrix=48, slices=16, seed=2, formats=("nifti",)),
+        PhantomConfig(cases=10, matrix=128, slices=16, seed=2, formats=("nifti",)),
         cohort,
         workers=2,
         progress=False,
@@ -40,7 +39,7 @@ def test_synthetic_phase1_beats_the_pre_contrast_baseline_on_whole_slices(
     ingest(
         cohort / "nifti" / "images",
         tmp_path / "ds",
-        IngestConfig(image_size=48, phases=(1,), split=split),
+        IngestConfig(image_size=128, phases=(1,), split=split),
         progress=False,
     )
     cfg = build_config(
@@ -56,6 +55,7 @@ def test_synthetic_phase1_beats_the_pre_contrast_baseline_on_whole_slices(
             "checkpoint_every": 8,
             "val_slices": 8,
             "tumour_oversampling": 3,
+            "crop_size": 64,
             "max_failures": 0,
             "model": {"ngf": 32, "n_downsample": 1, "n_blocks": 3, "ndf": 16},
             "loss": {
@@ -78,5 +78,7 @@ def test_synthetic_phase1_beats_the_pre_contrast_baseline_on_whole_slices(
         f"{box['ssim']['mean']:.3f} vs {box_base['ssim']['mean']:.3f}"
     )
     assert syn["mae"]["mean"] < 0.7 * base["mae"]["mean"]
-    assert syn["ssim"]["mean"] > base["ssim"]["mean"] + 0.1
+    assert syn["ssim"]["mean"] > base["ssim"]["mean"] + 0.05
     assert syn["psnr"]["mean"] > base["psnr"]["mean"] + 3
+    assert box["mae"]["mean"] < 0.75 * box_base["mae"]["mean"]
+    assert box["psnr"]["mean"] > box_base["psnr"]["mean"] + 2
