@@ -122,3 +122,23 @@ def test_the_batch_cap_is_part_of_a_plan_fingerprint(tmp_path) -> None:
     a = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig())
     b = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig(max_batch_size=12))
     assert a.fingerprint() != b.fingerprint()
+
+
+@pytest.mark.parametrize(("share", "expect"), [(None, 0.33), (0.9, 0.9)])
+def test_trainer_gets_the_budget_settings(monkeypatch, tmp_path, share, expect) -> None:
+    """Epochs, iterations and foreground oversampling are set on the plain trainer instance
+    (None keeps nnU-Net's own 0.33)."""
+    import types
+
+    import nnunetv2.run.run_training as rt
+
+    from dcesynth.segmentation.backend import NnUNetBackend, SetSpec
+    from dcesynth.segmentation.config import SegmentConfig
+
+    made = types.SimpleNamespace(oversample_foreground_percent=0.33)
+    monkeypatch.setattr(rt, "get_trainer_from_args", lambda *a, **k: made)
+    cfg = SegmentConfig(epochs=7, iterations_per_epoch=5, foreground_oversampling=share)
+    spec = SetSpec("D", 501, str(tmp_path), {}, [], cfg)
+    t = NnUNetBackend()._trainer(spec, 0, "cpu", False)
+    assert (t.num_epochs, t.num_iterations_per_epoch) == (7, 5)
+    assert t.oversample_foreground_percent == expect

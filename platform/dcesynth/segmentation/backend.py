@@ -218,6 +218,8 @@ class NnUNetBackend:
         trainer.num_iterations_per_epoch = cfg.iterations_per_epoch
         trainer.num_val_iterations_per_epoch = cfg.val_iterations_per_epoch
         trainer.save_every = cfg.save_every
+        if cfg.foreground_oversampling is not None:  # read when the data loaders are built
+            trainer.oversample_foreground_percent = cfg.foreground_oversampling
         return trainer
 
     def train(self, spec: SetSpec, fold: int, device: str, log: Path) -> dict:

@@ -115,6 +115,13 @@ class SegmentConfig(StrictModel):
     iterations_per_epoch: int = Field(250, ge=1)
     val_iterations_per_epoch: int = Field(50, ge=1)
     save_every: int = Field(50, ge=1, description="epochs between resumable checkpoints")
+    foreground_oversampling: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of each batch drawn to contain tumour (nnU-Net's "
+        "oversample_foreground_percent, set on the trainer); None: nnU-Net's 0.33, the study's",
+    )
     max_batch_size: int | None = Field(
         None,
         ge=1,
