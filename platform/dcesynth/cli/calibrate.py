@@ -39,21 +39,16 @@ def calibrate(
     import os
     import time
 
-    from rich.console import Console
-
-    from dcesynth.cli.demo import _stepper
+    from dcesynth.cli.demo import stepped_console
     from dcesynth.cli.study import StudyPreset, _configs
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
     from dcesynth.data.ingest import ingest
     from dcesynth.data.phantom import generate_cohort
-    from dcesynth.progress import interactive
     from dcesynth.segmentation import calibrate as C
     from dcesynth.segmentation.run import run_study
 
-    console = Console(width=None if interactive() else 140)
-    t0 = time.perf_counter()
-    step = _stepper(console, t0)
+    console, step, t0 = stepped_console()
     with user_errors():
         p = build_config(StudyPreset, preset, {})
         cfg = _configs(p)

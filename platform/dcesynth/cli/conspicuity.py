@@ -27,21 +27,16 @@ def conspicuity(
     import os
     import time
 
-    from rich.console import Console
-
-    from dcesynth.cli.demo import _stepper
+    from dcesynth.cli.demo import stepped_console
     from dcesynth.cli.study import StudyPreset, _configs
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
     from dcesynth.data.phantom import PhantomConfig
-    from dcesynth.progress import interactive
     from dcesynth.segmentation import calibrate as C
     from dcesynth.segmentation import conspicuity as K
     from dcesynth.segmentation.run import run_study
 
-    console = Console(width=None if interactive() else 140)
-    t0 = time.perf_counter()
-    step = _stepper(console, t0)
+    console, step, t0 = stepped_console()
     with user_errors():
         exp = build_config(K.ConspicuityConfig, config, {"out": str(out) if out else None})
         base = _configs(build_config(StudyPreset, exp.preset, {}))

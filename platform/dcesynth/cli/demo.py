@@ -68,6 +68,22 @@ def _stepper(console, t0):
     return step
 
 
+def stepped_console():
+    """(console, step, t0) of a long command: ``step(msg)`` prints the seconds since t0 first.
+
+    The console is as wide as the terminal, or 140 columns in a log.
+    """
+    import time
+
+    from rich.console import Console
+
+    from dcesynth.progress import interactive
+
+    console = Console(width=None if interactive() else 140)
+    t0 = time.perf_counter()
+    return console, _stepper(console, t0), t0
+
+
 def _data(out: Path, cases: int, matrix: int, slices: int, workers: int, step):
     from dcesynth.data.ingest import IngestConfig, ingest
     from dcesynth.data.phantom import PhantomConfig, generate_cohort, write_previews

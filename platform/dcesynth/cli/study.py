@@ -127,20 +127,15 @@ def study(
     import os
     import time
 
-    from rich.console import Console
-
-    from dcesynth.cli.demo import _stepper
+    from dcesynth.cli.demo import stepped_console
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
     from dcesynth.data.ingest import ingest
     from dcesynth.data.phantom import generate_cohort
-    from dcesynth.progress import interactive
     from dcesynth.segmentation.run import run_study
     from dcesynth.trust.run import trust as run_trust
 
-    console = Console(width=None if interactive() else 140)
-    t0 = time.perf_counter()
-    step = _stepper(console, t0)
+    console, step, t0 = stepped_console()
     with user_errors():
         preset = build_config(StudyPreset, config, {"out": str(out) if out else None})
         cfg = _configs(preset)
