@@ -25,9 +25,7 @@ from dcesynth.training.run import train
 pytestmark = pytest.mark.slow
 
 
-def test_synthetic_phase1_beats_the_pre_contrast_baseline(
-    ray_session, tmp_path: Path
-) -> None:
+def test_synthetic_phase1_beats_the_pre_contrast_baseline(ray_session, tmp_path: Path) -> None:
     cohort = tmp_path / "cohort"
     generate_cohort(
         PhantomConfig(cases=10, matrix=128, slices=16, seed=2, formats=("nifti",)),
