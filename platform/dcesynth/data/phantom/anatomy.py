@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter, map_coordinates
 
 from dcesynth.data.geometry import Geometry
-from dcesynth.data.phantom.lesions import LesionDraw
+from dcesynth.data.phantom.lesions import LesionDraw, fgt_around, shape_params
 
 
 class Tissue(IntEnum):
@@ -252,72 +252,12 @@ def build_anatomy(rng: np.random.Generator, geom: Geometry, cfg_facts: dict) -> 
     return Anatomy(labels, fgt_share, breast, lesions, density, fgt_frac, facts)
 
 
-#: 26 unit directions (cube faces, edges and corners): where placement probes the tissue.
-_PROBES = np.array(
-    [
-        (i, j, k)
-        for i in (-1, 0, 1)
-        for j in (-1, 0, 1)
-        for k in (-1, 0, 1)
-        if (i, j, k) != (0, 0, 0)
-    ],
-    float,
-)
-_PROBES /= np.linalg.norm(_PROBES, axis=1, keepdims=True)
-
-
-def _fgt_around(p: np.ndarray, r: float, geom: Geometry, g: np.ndarray, thr: float) -> float:
-    """Share of FGT on two spheres (0.8 r and 1.25 r) around ``p``: what the lesion will touch."""
-    pts = np.concatenate([p + 0.8 * r * _PROBES, p + 1.25 * r * _PROBES])
-    idx = [
-        np.clip(np.rint((pts[:, a] - geom.origin[a]) / geom.spacing[a]).astype(int), 0, n - 1)
-        for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2]))
-    ]
-    return float((g[idx[0], idx[1], idx[2]] > thr).mean())
-
-
-def _shape_params(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Axis factors, lobulation (m, 5) and spicule count of a shape class.
-
-    Round: near-spherical and smooth; oval: elongated and smooth (circumscribed margins);
-    irregular: strongly lobulated; spiculated: lobulated with spicules.
-    """
-    if shape == "round":
-        f, n_lobes, amp, n_sp = rng.uniform(0.93, 1.07, 3), 3, (0.0, 0.02), 0
-    elif shape == "oval":
-        f, n_lobes, amp, n_sp = (
-            np.array([1.35, 1.0, 0.75]) * rng.uniform(0.92, 1.08, 3),
-            3,
-            (
-                0.0,
-                0.02,
-            ),
-            0,
-        )
-    elif shape == "irregular":
-        f, n_lobes, amp, n_sp = rng.uniform(0.75, 1.25, 3), 8, (0.06, 0.16), 0
-    elif shape == "spiculated":
-        f, n_lobes, amp, n_sp = rng.uniform(0.8, 1.2, 3), 6, (0.03, 0.09), int(rng.integers(5, 11))
-    else:
-        raise ValueError(
-            f"unknown lesion shape {shape!r}; allowed: round, oval, irregular, spiculated"
-        )
-    lobes = np.column_stack(
-        [
-            rng.normal(0, 3.0, (n_lobes, 3)),
-            rng.uniform(0, 2 * np.pi, n_lobes),
-            rng.uniform(*amp, n_lobes),
-        ]
-    )
-    return f, lobes, n_sp
-
-
 def _place_lesion(rng, index, side, draw: LesionDraw, breast_def, placed, geom, g, thr):
     """A lesion centre deep enough inside the breast and apart from the others, at the FGT–fat
     interface if ``draw.at_interface`` (else inside FGT); ``None`` if none fits."""
     (cx, cy, cz), (sx, sy, sz), _ = breast_def
     _, _, z = axes_mm(geom)
-    f, lobes, n_sp = _shape_params(rng, draw.shape)
+    f, lobes, n_sp = shape_params(rng, draw.shape)
     best: tuple[float, np.ndarray, float] | None = None  # (miss, centre, radius)
     for attempt in range(600):
         r = draw.diameter_mm / 2 * (1.0 if attempt < 300 else 0.6)  # shrink if no room
@@ -333,7 +273,7 @@ def _place_lesion(rng, index, side, draw: LesionDraw, breast_def, placed, geom, 
             np.linalg.norm(p - np.asarray(o.center_mm)) < r + o.diameter_mm / 2 + 3 for o in placed
         ):
             continue
-        share = _fgt_around(p, r, geom, g, thr)
+        share = fgt_around(p, r, geom, g, thr)
         # how far the site is from what the draw wants: 0 is a hit; else keep the closest
         # (a cancer not at the interface is embedded in FGT, where it arises: Zhu et al. 2017)
         miss = max(0.2 - share, share - 0.8, 0.0) if draw.at_interface else 1.0 - share

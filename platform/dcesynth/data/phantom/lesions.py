@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from dcesynth.data.geometry import Geometry
 from dcesynth.data.phantom.config import PhantomConfig
 
 Kind = Literal["invasive", "benign"]
@@ -155,3 +156,65 @@ def draw_case_lesions(
         d = max(min(lo, first), first * float(rng.uniform(0.4, 0.8)))
         draws.append(draw_lesion(rng, cfg, field_t, d, kind=draws[0].kind))
     return draws
+
+
+# --- geometry of the draw: the shape class and where placement probes the tissue ----------
+
+#: 26 unit directions (cube faces, edges and corners): where placement probes the tissue.
+_PROBES = np.array(
+    [
+        (i, j, k)
+        for i in (-1, 0, 1)
+        for j in (-1, 0, 1)
+        for k in (-1, 0, 1)
+        if (i, j, k) != (0, 0, 0)
+    ],
+    float,
+)
+_PROBES /= np.linalg.norm(_PROBES, axis=1, keepdims=True)
+
+
+def fgt_around(p: np.ndarray, r: float, geom: Geometry, g: np.ndarray, thr: float) -> float:
+    """Share of FGT on two spheres (0.8 r and 1.25 r) around ``p``: what the lesion will touch."""
+    pts = np.concatenate([p + 0.8 * r * _PROBES, p + 1.25 * r * _PROBES])
+    idx = [
+        np.clip(np.rint((pts[:, a] - geom.origin[a]) / geom.spacing[a]).astype(int), 0, n - 1)
+        for a, n in ((2, geom.shape[0]), (1, geom.shape[1]), (0, geom.shape[2]))
+    ]
+    return float((g[idx[0], idx[1], idx[2]] > thr).mean())
+
+
+def shape_params(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Axis factors, lobulation (m, 5) and spicule count of a shape class.
+
+    Round: near-spherical and smooth; oval: elongated and smooth (circumscribed margins);
+    irregular: strongly lobulated; spiculated: lobulated with spicules.
+    """
+    if shape == "round":
+        f, n_lobes, amp, n_sp = rng.uniform(0.93, 1.07, 3), 3, (0.0, 0.02), 0
+    elif shape == "oval":
+        f, n_lobes, amp, n_sp = (
+            np.array([1.35, 1.0, 0.75]) * rng.uniform(0.92, 1.08, 3),
+            3,
+            (
+                0.0,
+                0.02,
+            ),
+            0,
+        )
+    elif shape == "irregular":
+        f, n_lobes, amp, n_sp = rng.uniform(0.75, 1.25, 3), 8, (0.06, 0.16), 0
+    elif shape == "spiculated":
+        f, n_lobes, amp, n_sp = rng.uniform(0.8, 1.2, 3), 6, (0.03, 0.09), int(rng.integers(5, 11))
+    else:
+        raise ValueError(
+            f"unknown lesion shape {shape!r}; allowed: round, oval, irregular, spiculated"
+        )
+    lobes = np.column_stack(
+        [
+            rng.normal(0, 3.0, (n_lobes, 3)),
+            rng.uniform(0, 2 * np.pi, n_lobes),
+            rng.uniform(*amp, n_lobes),
+        ]
+    )
+    return f, lobes, n_sp
