@@ -209,9 +209,6 @@ class PhantomCase:
         return self.ground_truth["box_zyx"]
 
 
-_pick = pick
-
-
 def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     """Generate case ``index`` of the cohort described by ``cfg`` (pure function of both)."""
     rng = case_rng(cfg.seed, index)
@@ -222,12 +219,12 @@ def generate_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     min_d = max(3.0 * max(geom.spacing[:2]), 1.5 * geom.spacing[2])
     draws = draw_case_lesions(rng, cfg, proto.field_t, n_les, min_d)
     facts = {
-        "density": _pick(rng, cfg.density_weights),
+        "density": pick(rng, cfg.density_weights),
         "draws": draws,
         "mass_effect": cfg.mass_effect,
     }
     anat = build_anatomy(rng, geom, facts)
-    bpe = _pick(rng, {k: v[1] for k, v in T.BPE_LEVELS.items()})
+    bpe = pick(rng, {k: v[1] for k, v in T.BPE_LEVELS.items()})
     lesion_kin = [
         {
             "curve_type": les.draw.curve_type,
