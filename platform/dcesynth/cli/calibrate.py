@@ -40,11 +40,9 @@ def calibrate(
     import time
 
     from dcesynth.cli.demo import stepped_console
-    from dcesynth.cli.study import StudyPreset, _configs
+    from dcesynth.cli.study import StudyPreset, _cohort, _configs
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
-    from dcesynth.data.ingest import ingest
-    from dcesynth.data.phantom import generate_cohort
     from dcesynth.segmentation import calibrate as C
     from dcesynth.segmentation.run import run_study
 
@@ -75,9 +73,8 @@ def calibrate(
                     **({"cases": cases} if cases else {}),
                 }
             )
-            step(f"tumour_pd {v:g}: phantom ({pcfg.cases} cases) → {folder / 'phantom'}")
-            generate_cohort(pcfg, folder / "phantom", workers=2)
-            ingest(folder / "phantom" / "dicom", folder / "dataset", cfg["ingest"], workers=2)
+            step(f"tumour_pd {v:g}")
+            _cohort(pcfg, cfg["ingest"], folder, step)
             cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
             base = C.baseline_row(folder / "dataset")
             step(

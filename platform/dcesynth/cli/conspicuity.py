@@ -75,15 +75,13 @@ def conspicuity(
 
 def _level(lv, base: dict, exp, folder: Path, step, run_study) -> tuple[dict, list, list]:
     """Run one level: phantom → ingest → CNR → phase-1 run and its evaluation → scenarios 2, 4."""
-    from dcesynth.cli.study import _judge, _train
-    from dcesynth.data.ingest import ingest
-    from dcesynth.data.phantom import PhantomConfig, generate_cohort
+    from dcesynth.cli.study import _cohort, _judge, _train
+    from dcesynth.data.phantom import PhantomConfig
     from dcesynth.segmentation import calibrate as C
 
     pcfg = PhantomConfig.model_validate({**base["phantom"].model_dump(), **lv.phantom})
-    step(f"{lv.name}: phantom {lv.phantom or '(the default)'} → {folder}")
-    generate_cohort(pcfg, folder / "phantom", workers=2)
-    ingest(folder / "phantom" / "dicom", folder / "dataset", base["ingest"], workers=2)
+    step(f"{lv.name}: phantom {lv.phantom or '(the default)'}")
+    _cohort(pcfg, base["ingest"], folder, step)
     cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
     tcfg = base["phase1"].model_copy(
         update={"dataset": folder / "dataset", "runs_dir": folder / "runs"}

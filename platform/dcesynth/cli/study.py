@@ -102,6 +102,17 @@ def _train(cfg, step) -> Path:
     return run
 
 
+def _cohort(pcfg, icfg, root: Path, step) -> None:
+    """The phantom cohort and its ingested dataset under ``root`` (both resume)."""
+    from dcesynth.data.ingest import ingest
+    from dcesynth.data.phantom import generate_cohort
+
+    step(f"phantom: {pcfg.cases} cases → {root / 'phantom'}")
+    generate_cohort(pcfg, root / "phantom", workers=2)
+    ingest(root / "phantom" / "dicom", root / "dataset", icfg, workers=2)
+    step(f"ingest: {root / 'dataset'}")
+
+
 def _judge(run: Path, ecfg, truth: Path, splits: tuple[str, ...], step):
     from dcesynth.evaluation.report import evaluate
     from dcesynth.evaluation.select import select_checkpoint
@@ -130,8 +141,6 @@ def study(
     from dcesynth.cli.demo import stepped_console
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
-    from dcesynth.data.ingest import ingest
-    from dcesynth.data.phantom import generate_cohort
     from dcesynth.segmentation.run import run_study
     from dcesynth.trust.run import trust as run_trust
 
@@ -142,10 +151,7 @@ def study(
         root = preset.out.resolve()
         # logical CPUs for the Train worker and Ray Data's tasks beside it (see training.run)
         init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
-        step(f"phantom: {cfg['phantom'].cases} cases → {root / 'phantom'}")
-        generate_cohort(cfg["phantom"], root / "phantom", workers=2)
-        ingest(root / "phantom" / "dicom", root / "dataset", cfg["ingest"], workers=2)
-        step(f"ingest: {root / 'dataset'}")
+        _cohort(cfg["phantom"], cfg["ingest"], root, step)
         truth = root / "phantom" / "ground_truth"
         timings = {}
         for key, splits in (("phase1", ("train", "val", "test")), ("joint", ("test",))):
