@@ -142,3 +142,32 @@ def test_trainer_gets_the_budget_settings(monkeypatch, tmp_path, share, expect) 
     t = NnUNetBackend()._trainer(spec, 0, "cpu", False)
     assert (t.num_epochs, t.num_iterations_per_epoch) == (7, 5)
     assert t.oversample_foreground_percent == expect
+
+
+# --- the baseline row's diagnostic: post rescaled onto pre -----------------------------------
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.8, 2.0])
+def test_rescale_onto_undoes_a_per_slice_scale(factor: float) -> None:
+    rng = np.random.default_rng(0)
+    pre = rng.uniform(10, 100, size=(3, 16, 16))
+    post = pre * factor
+    np.testing.assert_allclose(C.rescale_onto(post, pre), pre, rtol=1e-12)
+
+
+def test_rescale_onto_keeps_integer_dtype_and_range() -> None:
+    pre = np.full((2, 8, 8), 200, np.uint8)
+    post = np.full((2, 8, 8), 50, np.uint8)
+    out = C.rescale_onto(post, pre)
+    assert out.dtype == np.uint8 and int(out.max()) == 200
+    zero = C.rescale_onto(np.zeros_like(post), pre)  # an empty slice stays empty, no NaN
+    assert int(zero.max()) == 0
+
+
+def test_write_shows_the_rescaled_row_only_when_measured(tmp_path) -> None:
+    base = {"ssim": 0.5, "ms_ssim": 0.7, "psnr": 18.0}
+    cnr = {"lesions": 3, "cnr_pre_median": 1.0, "cnr_post1_median": 9.0}
+    r = {"tumour_pd": 1.0, "cnr": cnr, "baseline": base, "ratios": C.ratios(_cells(0, 0.5, 0))}
+    assert "rescaled onto pre |" not in C.markdown([r], "b")
+    md = C.markdown([{**r, "baseline_rescaled": {**base, "ssim": 0.6}}], "b")
+    assert "| phantom, tumour_pd 1, post rescaled onto pre | 0.600 |" in md

@@ -77,6 +77,7 @@ def calibrate(
             _cohort(pcfg, cfg["ingest"], folder, step)
             cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
             base = C.baseline_row(folder / "dataset")
+            rescaled = C.baseline_row(folder / "dataset", rescale=True)
             step(
                 f"tumour_pd {v:g}: {cnr['lesions']} lesions, median CNR pre "
                 f"{cnr['cnr_pre_median']:.2f}, post 1 {cnr['cnr_post1_median']:.2f}; "
@@ -100,6 +101,7 @@ def calibrate(
                     "tumour_pd": v,
                     "cnr": cnr,
                     "baseline": base,
+                    "baseline_rescaled": rescaled,
                     "ratios": r,
                     "within": C.within(r),
                     "wall_s": time.perf_counter() - t,
