@@ -12,6 +12,7 @@ import typer
 from dcesynth.cli import (
     bench,
     calibrate,
+    challenge,
     cluster,
     conspicuity,
     dataset,
@@ -55,6 +56,7 @@ app.command("study")(study.study)
 app.command("conspicuity")(conspicuity.conspicuity)
 app.add_typer(bench.app, name="bench")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(challenge.app, name="challenge")
 app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     submit.submit
 )

@@ -13,6 +13,10 @@ from dcesynth.evaluation.same import DEFAULT_METRICS, KNOWN
 
 ALL_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "lpips", "fid_img", "fid_rad")
 NEEDS_WEIGHTS = ("lpips", "fid_img", "fid_rad")
+# Beyond the study: FRD (frd-score v1, radiomics features, no network weights) on whole slices
+# and inside the tumour box. Opt-in (each costs feature extraction, see evaluation/frd.py).
+EXTRA_METRICS = ("frd", "frd_box")
+VALID_METRICS = ALL_METRICS + EXTRA_METRICS
 # SSIM is a windowed statistic: in a box smaller than its window the map mostly measures the
 # window's surroundings. The study's boxes (at 512²) are wider than a window, so the default
 # changes nothing there; at smaller image sizes boxes shrink below it. TrustConfig shares it.
@@ -25,7 +29,9 @@ BOX_MIN_PX_HELP = (
 
 class EvalConfig(StrictModel):
     metrics: tuple[str, ...] = Field(
-        ALL_METRICS, description="metrics to compute; lpips/fid_* need pretrained weights"
+        ALL_METRICS,
+        description="metrics to compute; lpips/fid_* need pretrained weights; frd/frd_box "
+        "(radiomics, no weights) are opt-in",
     )
     same_metrics: tuple[str, ...] = Field(DEFAULT_METRICS, description="metrics SAMe averages")
     fid_img_network: str = "fid_inception"
@@ -40,12 +46,19 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     box_min_px: int = Field(BOX_MIN_PX, ge=1, description=BOX_MIN_PX_HELP)
+    frd_pairs: int = Field(
+        200,
+        ge=2,
+        description="FRD uses at most this many of the slice pairs (a seeded subset, the same "
+        "for every checkpoint): its feature extraction costs ~0.3 s of CPU per slice",
+    )
+    frd_workers: int = Field(1, ge=1, description="FRD feature-extraction processes")
 
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if unknown := [m for m in v if m not in ALL_METRICS]:
-            raise ValueError(f"unknown metrics {unknown}; valid: {list(ALL_METRICS)}")
+        if unknown := [m for m in v if m not in VALID_METRICS]:
+            raise ValueError(f"unknown metrics {unknown}; valid: {list(VALID_METRICS)}")
         if not v:
             raise ValueError("at least one metric")
         return v

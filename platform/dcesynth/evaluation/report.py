@@ -24,6 +24,7 @@ import numpy as np
 from dcesynth.config import atomic_write_text
 from dcesynth.evaluation import kinetics as K
 from dcesynth.evaluation.config import EvalConfig
+from dcesynth.evaluation.frd import FRD_METRICS
 from dcesynth.evaluation.metrics import subtraction
 from dcesynth.evaluation.runs import Run, generate
 from dcesynth.evaluation.scoring import Pairs, Scorer, box_description, read_pairs
@@ -80,7 +81,10 @@ def _phase_rows(scorer, pairs, r, f, p: int, split: str, region, tum) -> list[di
         {
             "phase": p,
             "comparison": "subtraction: synthetic vs real",
-            **scorer.score(rsub, fsub, real_key=(split, "sub", p), case_ids=cases),
+            # FRD on the whole slices and in the box only: each costs a feature extraction
+            **scorer.score(
+                rsub, fsub, real_key=(split, "sub", p), case_ids=cases, skip=FRD_METRICS
+            ),
         },
     ]
     if len(tum):
@@ -88,12 +92,12 @@ def _phase_rows(scorer, pairs, r, f, p: int, split: str, region, tum) -> list[di
             {
                 "phase": p,
                 "comparison": "tumour box: synthetic vs real",
-                **scorer.score(r[tum], f[tum], region[tum]),
+                **scorer.score(r[tum], f[tum], region[tum], real_key=(split, p)),
             },
             {
                 "phase": p,
                 "comparison": "tumour box: baseline pre vs post",
-                **scorer.score(r[tum], pairs.pre[tum], region[tum]),
+                **scorer.score(r[tum], pairs.pre[tum], region[tum], real_key=(split, p)),
             },
         ]
     return rows

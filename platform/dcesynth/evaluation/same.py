@@ -20,6 +20,14 @@ of the "real pre vs real post" baseline on the same validation data:
 better than copying the input"; above 1 is worse than that. Unlike population SAMe, a trial's
 number does not change when other trials are added, so Tune's schedulers can compare it across
 trials and epochs. PSNR has no finite ideal and cannot be anchored.
+
+**FRD** (``frd``, ``frd_box``; :mod:`dcesynth.evaluation.frd`) is reported as frd-score v1
+reports it, log(d_F²): lower is better, it can be negative, and identical sets give −inf, which
+neither min-max scaling nor anchoring could use. Both SAMe variants therefore take it back to
+d_F² = exp(FRD) first (:func:`linear`) — a squared Fréchet distance like FID, ideal 0, so −inf
+becomes 0, the best value, instead of a non-finite one that would disqualify the checkpoint.
+Anchored, its term is d_F² / d_F²(baseline) = exp(FRD − FRD_baseline); a baseline of −inf
+(the input already has the target's distribution) cannot anchor it and is an error.
 """
 
 from __future__ import annotations
@@ -40,8 +48,25 @@ IDEAL = {
     "lpips": 0.0,
     "ssim": 1.0,
     "ms_ssim": 1.0,
+    "frd": 0.0,  # ideal of d_F² = exp(FRD): SAMe scales FRD on that scale (see `linear`)
+    "frd_box": 0.0,
 }
 KNOWN = frozenset(IDEAL) | {"psnr"}
+LOG_SCALE = frozenset({"frd", "frd_box"})  # reported as log(d_F²)
+
+
+def linear(metric: str, value: float) -> float:
+    """The value SAMe scales: exp(value) for a log-scale metric (FRD: log(d_F²) → d_F², −inf →
+    0.0, NaN stays NaN), the value itself otherwise.
+
+    Args:
+        metric: the metric's name.
+        value: its raw value.
+    """
+    v = float(value)
+    if metric not in LOG_SCALE or math.isnan(v):
+        return v
+    return 0.0 if v == -math.inf else math.exp(min(v, 700.0))  # exp(700) ≈ 1e304: no overflow
 
 
 def _check(metrics: Sequence[str]) -> None:
@@ -63,7 +88,7 @@ def scaled(
     _check(metrics)
     out: dict[str, dict[str, float]] = {k: {} for k in table}
     for m in metrics:
-        vals = {k: float(row.get(m, math.nan)) for k, row in table.items()}
+        vals = {k: linear(m, row.get(m, math.nan)) for k, row in table.items()}
         ok = [v for v in vals.values() if math.isfinite(v)]
         lo, hi = (min(ok), max(ok)) if ok else (math.nan, math.nan)
         for k, v in vals.items():
@@ -123,8 +148,8 @@ def anchored_same(
             raise ValueError(
                 f"anchored SAMe: {m!r} missing ({sorted(values)} / {sorted(baseline)})"
             )
-        span = float(baseline[m]) - IDEAL[m]
+        span = linear(m, baseline[m]) - IDEAL[m]
         if span == 0:
             raise ValueError(f"anchored SAMe: the baseline's {m} equals its ideal value")
-        terms.append((float(values[m]) - IDEAL[m]) / span)
+        terms.append((linear(m, values[m]) - IDEAL[m]) / span)
     return float(np.mean(terms))

@@ -8,12 +8,14 @@ missing), caches the features of the real images, and returns every metric as me
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dcesynth.evaluation.config import NEEDS_WEIGHTS, EvalConfig
+from dcesynth.evaluation.frd import FRD_METRICS
 from dcesynth.evaluation.metrics import PAIRED, WINDOW, paired_metrics, summarise
 
 log = logging.getLogger(__name__)
@@ -167,6 +169,13 @@ class Scorer:
                         f"metric {m}: {e}; or leave {m} out of `metrics` (the results then "
                         "say it was not computed)"
                     ) from None
+        if any(m in cfg.metrics for m in FRD_METRICS):
+            from dcesynth.evaluation.frd import require
+
+            try:
+                require()
+            except ImportError as e:
+                raise ValueError(str(e)) from None
         self._real_feats: dict[tuple, np.ndarray] = {}
 
     def features(self, metric: str, images: np.ndarray, key: tuple | None = None) -> np.ndarray:
@@ -180,6 +189,35 @@ class Scorer:
             self._real_feats[(metric, *key)] = f
         return f
 
+    def frd(
+        self, real: np.ndarray, fake: np.ndarray, masks: np.ndarray | None, key: tuple | None
+    ) -> dict[str, float]:
+        """FRD v1 of ``fake`` against ``real`` (masks: the region of both, or None) on at most
+        ``cfg.frd_pairs`` pairs; ``key`` caches the real set's features. NaN (with a warning)
+        when fewer than 2 pairs or no feature could be compared."""
+        from dcesynth.evaluation import frd as R
+
+        idx = R.subset(len(real), self.cfg.frd_pairs, self.cfg.seed)
+        nan = {"mean": float("nan"), "std": float("nan"), "n": len(idx)}
+        if len(idx) < 2:
+            log.warning("FRD needs at least 2 slices, got %d: not computed", len(idx))
+            return nan
+        m = None if masks is None else np.asarray(masks)[idx]
+        w = self.cfg.frd_workers
+        try:
+            cache = None if key is None else ("frd", *key, masks is None)
+            if cache is not None and cache in self._real_feats:
+                fr = self._real_feats[cache]
+            else:
+                fr = R.features(np.asarray(real)[idx], m, w)
+                if cache is not None:
+                    self._real_feats[cache] = fr
+            value = R.frd_from_features(fr, R.features(np.asarray(fake)[idx], m, w))
+        except ValueError as e:
+            log.warning("FRD not computed: %s", e)
+            return nan
+        return {"mean": value, "std": float("nan"), "n": len(idx)}
+
     def score(
         self,
         real: np.ndarray,
@@ -187,15 +225,22 @@ class Scorer:
         region: np.ndarray | None = None,
         real_key: tuple | None = None,
         case_ids: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        skip: Collection[str] = (),
     ) -> dict[str, dict[str, float]]:
         """Every configured metric of (N, S, S) real vs fake on [0, 255]: {metric: {mean, std, n}}.
 
         Args:
             real, fake: the images (uint8 or float; compared in floating point).
-            region: restrict paired metrics to these pixels (tumour box or mask); FID is then
-                not computed (it compares whole-image distributions).
-            real_key: cache key of ``real``'s features.
+            region: restrict paired metrics to these pixels (tumour box or mask); FID and the
+                whole-slice ``frd`` are then not computed (they compare whole-image
+                distributions), ``frd_box`` uses ``region`` as its mask.
+            real_key: cache key of ``real``'s features (FID, FRD).
             case_ids: with FID, also the by-patient split FID of ``real`` (``fid_*_split``).
+            box: without ``region``: (N, S, S) tumour boxes; ``frd_box`` is then computed on the
+                slices that have one, inside it.
+            skip: configured metrics to leave out of this call (e.g. FRD where SAMe does not
+                use it: each call extracts features of every fake slice).
         """
         from dcesynth.evaluation.features import lpips_distance
         from dcesynth.evaluation.fid import by_patient_split_fid, fid
@@ -215,6 +260,16 @@ class Scorer:
                 if case_ids is not None and len(set(case_ids.tolist())) >= 2:
                     split = by_patient_split_fid(fr, case_ids, self.cfg.seed)
                     out[f"{m}_split"] = {"mean": split, "std": float("nan"), "n": len(real)}
+        wanted = [m for m in FRD_METRICS if m in self.cfg.metrics and m not in skip]
+        box_key = None if real_key is None else (*real_key, "box")
+        if region is None and "frd" in wanted:
+            out["frd"] = self.frd(real, fake, None, real_key)
+        if region is None and "frd_box" in wanted and box is not None:
+            rows = np.flatnonzero(np.asarray(box).reshape(len(box), -1).any(1))
+            r, f = np.asarray(real)[rows], np.asarray(fake)[rows]
+            out["frd_box"] = self.frd(r, f, np.asarray(box)[rows], box_key)
+        elif region is not None and "frd_box" in wanted:
+            out["frd_box"] = self.frd(real, fake, region, box_key)
         return out
 
 

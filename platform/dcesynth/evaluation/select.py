@@ -20,6 +20,7 @@ import numpy as np
 from dcesynth.config import atomic_write_text
 from dcesynth.evaluation import same as S
 from dcesynth.evaluation.config import EvalConfig
+from dcesynth.evaluation.frd import FRD_METRICS
 from dcesynth.evaluation.runs import SELECTION, Run, generate
 from dcesynth.evaluation.scoring import Pairs, Scorer, flat, pool_phases, read_pairs
 from dcesynth.evaluation.tables import same_bar_chart, write_table
@@ -45,8 +46,15 @@ def score_checkpoints(
     phases: list[int],
     real: np.ndarray,
     progress: bool | None = False,
+    box: np.ndarray | None = None,
+    skip: tuple[str, ...] = (),
 ) -> dict[int, dict]:
-    """{epoch: metric summary} of each checkpoint's ``phases``, pooled, against ``real``."""
+    """{epoch: metric summary} of each checkpoint's ``phases``, pooled, against ``real``.
+
+    Args:
+        box: the pooled tumour boxes (``frd_box``), see :func:`same_only`.
+        skip: configured metrics not to compute (see :func:`same_only`).
+    """
     batch = scorer.cfg.batch_size
     out = {}
     with progress_bar(len(ckpts), f"checkpoints of {run.path.name}", progress) as advance:
@@ -54,9 +62,22 @@ def score_checkpoints(
             G = run.generator(path, scorer.device)
             gen = generate(G, pairs.pre, run.cfg, scorer.device, batch)
             fake = pool_phases(gen[:, [run.cfg.phases.index(p) for p in phases]])
-            out[epoch] = scorer.score(real, fake, real_key=("val",))
+            out[epoch] = scorer.score(real, fake, real_key=("val",), box=box, skip=skip)
             advance()
     return out
+
+
+def same_only(cfg: EvalConfig) -> tuple[str, ...]:
+    """The metrics a selection computes only where SAMe asks for them: FRD and FRD in the box,
+    whose feature extraction costs ~0.3 s of CPU per fake slice and checkpoint."""
+    return tuple(m for m in FRD_METRICS if m not in cfg.same_metrics)
+
+
+def pooled_boxes(pairs: Pairs, phases: list[int], cfg: EvalConfig) -> np.ndarray | None:
+    """The tumour boxes of :meth:`Pairs.pooled`'s pairs (None unless SAMe uses ``frd_box``)."""
+    if "frd_box" not in cfg.same_metrics:
+        return None
+    return np.concatenate([pairs.box_region(cfg.box_min_px)] * len(phases))
 
 
 def select_checkpoint(
@@ -92,8 +113,9 @@ def select_checkpoint(
     phases = list(run.cfg.phases)
     real, pre, cases = pairs.pooled(phases)
     log.info("scoring %d checkpoints on %d validation pairs", len(ckpts), len(real))
-    baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases)
-    scored = score_checkpoints(run, ckpts, scorer, pairs, phases, real, progress)
+    box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)
+    baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases, box=box, skip=skip)
+    scored = score_checkpoints(run, ckpts, scorer, pairs, phases, real, progress, box, skip)
     table = {str(e): flat(s) for e, s in scored.items()}
     same = S.population_same(table, cfg.same_metrics)
     scaled = S.scaled(table, cfg.same_metrics)

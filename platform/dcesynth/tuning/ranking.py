@@ -44,7 +44,7 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
     from dcesynth.evaluation import same as S
     from dcesynth.evaluation.runs import Run
     from dcesynth.evaluation.scoring import Scorer, flat, read_pairs
-    from dcesynth.evaluation.select import score_checkpoints
+    from dcesynth.evaluation.select import pooled_boxes, same_only, score_checkpoints
     from dcesynth.evaluation.tables import write_table
 
     cfg = space.evaluation
@@ -66,9 +66,12 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
         scorer = Scorer(cfg)
         pairs = read_pairs(space.base.dataset, "val", cfg.pairs, cfg.seed)
         real, pre, _ = pairs.pooled(phases)
-        baseline = scorer.score(real, pre, real_key=("val",))
+        box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)
+        baseline = scorer.score(real, pre, real_key=("val",), box=box, skip=skip)
         for name, run in runs.items():
-            scores = score_checkpoints(run, run.checkpoints(), scorer, pairs, phases, real)
+            scores = score_checkpoints(
+                run, run.checkpoints(), scorer, pairs, phases, real, box=box, skip=skip
+            )
             for epoch, summary in scores.items():
                 raw[f"{name}/epoch {epoch}"] = summary
                 table[f"{name}/epoch {epoch}"] = flat(summary)
