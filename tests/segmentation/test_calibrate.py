@@ -171,3 +171,24 @@ def test_write_shows_the_rescaled_row_only_when_measured(tmp_path) -> None:
     assert "rescaled onto pre |" not in C.markdown([r], "b")
     md = C.markdown([{**r, "baseline_rescaled": {**base, "ssim": 0.6}}], "b")
     assert "| phantom, tumour_pd 1, post rescaled onto pre | 0.600 |" in md
+
+
+def test_merge_keeps_earlier_candidates_of_the_same_budget(tmp_path) -> None:
+    base = {"ssim": 0.5, "ms_ssim": 0.7, "psnr": 18.0}
+    cnr = {"lesions": 3, "cnr_pre_median": 1.0, "cnr_post1_median": 9.0}
+
+    def cand(pd: float, pre: float) -> dict:
+        return {
+            "tumour_pd": pd,
+            "cnr": cnr,
+            "baseline": base,
+            "ratios": C.ratios(_cells(pre, 0.8, 0.1)),
+        }
+
+    C.write(tmp_path, [cand(1.6, 0.7), cand(1.3, 0.0)], "budget A")
+    merged = C.merge(tmp_path, [cand(0.7, 0.1), cand(1.3, 0.4)], "budget A")
+    assert [r["tumour_pd"] for r in merged] == [0.7, 1.3, 1.6]
+    assert merged[1]["ratios"]["dice_pre_pre"] == 0.4  # measured again: the new one wins
+    assert [r["tumour_pd"] for r in C.merge(tmp_path, [cand(0.7, 0.1)], "budget B")] == [0.7]
+    (tmp_path / "calibration.json").write_text("{not json")
+    assert [r["tumour_pd"] for r in C.merge(tmp_path, [cand(0.7, 0.1)], "budget A")] == [0.7]

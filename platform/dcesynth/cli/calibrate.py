@@ -112,6 +112,7 @@ def calibrate(
                 f"{r['cross_over_post']} ({'within' if C.within(r) else 'outside'} ± "
                 f"{C.TOLERANCE})"
             )
-            report = C.write(root, results, budget)  # after every candidate: nothing lost
+            # after every candidate, joined to earlier runs' in the same folder: nothing lost
+            report = C.write(root, C.merge(root, results, budget), budget)
     console.print(report.read_text())
     console.print(f"calibration finished in {time.perf_counter() - t0:.0f} s; {report}")

@@ -240,6 +240,29 @@ def markdown(results: list[dict], budget: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(out: Path, results: list[dict], budget: str) -> list[dict]:
+    """This run's candidates joined to those an earlier run left in ``out`` at the same budget.
+
+    A candidate measured again replaces the earlier one; the list is sorted by ``tumour_pd``, so
+    calibrating one value at a time builds one table. A report of another budget is not mixed in.
+    """
+    path = out / "calibration.json"
+    earlier: list[dict] = []
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("calibrate: %s unreadable (%s); starting a new table", path, e)
+            data = {}
+        if data.get("budget") == budget:
+            earlier = list(data.get("candidates", []))
+        elif data:
+            log.warning("calibrate: %s holds another budget; its candidates are not kept", path)
+    new = {r["tumour_pd"] for r in results}
+    kept = [r for r in earlier if r.get("tumour_pd") not in new]
+    return sorted(kept + list(results), key=lambda r: r["tumour_pd"])
+
+
 def write(out: Path, results: list[dict], budget: str) -> Path:
     """``calibration.json`` and ``calibration.md`` into ``out`` (atomically)."""
     best = min(results, key=lambda r: miss(r["ratios"])) if results else None
