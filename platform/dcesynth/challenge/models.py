@@ -9,7 +9,7 @@ Layout (the official evaluator's ``MAMA_MODELS_DIR``)::
                                                      dataset.json, plans.json,
                                                      fold_0/checkpoint_final.pth)
 
-Unpickling runs code, and nnU-Net loads its checkpoints with ``torch.load(weights_only=False)``
+Unpickling runs code, and nnU-Net loads its checkpoints with a full ``torch.load``
 — an unpickle as well. So each of these files is opened only when its sha256 is among the
 checksums given with ``--trust-pickles``; otherwise its metrics are listed as not computed,
 with the checksum to pass if the user trusts the file.
