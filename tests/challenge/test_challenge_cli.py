@@ -5,6 +5,7 @@ every metric not computed listed with its reason."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def test_missing_and_wrong_shape_predictions_are_error_rows(task: Path, tmp_path
 
 
 def test_pickles_are_loaded_only_when_vouched_for(task: Path, tmp_path: Path) -> None:
+    env_before = set(os.environ)
     models = tmp_path / "models"
     pkl = models / "classification" / "contrast_classifier.pkl"
     pkl.parent.mkdir(parents=True)
@@ -136,6 +138,8 @@ def test_pickles_are_loaded_only_when_vouched_for(task: Path, tmp_path: Path) ->
                    "--trust-pickles", f"sha256:{sha256(ckpt)}")  # fmt: skip
     why = {n["metric"]: n["reason"] for n in json.loads(out.read_text())["not_computed"]}
     assert "trust-pickles" not in why["dice"] and why["dice"]
+    # nnU-Net's folders were set only around its import: nothing leaks into this process
+    assert not {"nnUNet_raw", "nnUNet_results"} & set(os.environ) - env_before
 
 
 def test_trust_values_must_be_checksums() -> None:

@@ -134,11 +134,19 @@ def nnunet_segmenter(
     if not ckpt.is_file():
         raise ValueError(f"{ckpt}: not found (the organisers' nnU-Net checkpoint)")
     check_trusted(ckpt, trusted)
-    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):  # quiets its warnings
-        os.environ.setdefault(k, tempfile.gettempdir())
-    import SimpleITK as sitk
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    # nnU-Net reads its three folders from the environment when first imported and warns when
+    # they are unset; prediction needs none of them. Set them only around the import and put the
+    # environment back, so nothing leaks into the caller's process (or a study run after us).
+    keys = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    unset = [k for k in keys if k not in os.environ]
+    os.environ.update({k: tempfile.gettempdir() for k in unset})
+    try:
+        import SimpleITK as sitk
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    finally:
+        for k in unset:
+            os.environ.pop(k, None)
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = nnUNetPredictor(
