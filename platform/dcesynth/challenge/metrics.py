@@ -279,11 +279,11 @@ def frd(
         raise ValueError("FRD needs one prediction and one mask per ground truth")
     if len(masks) < 2:
         raise ValueError(f"FRD needs at least 2 cases with a tumour mask, got {len(masks)}")
-    try:
-        import radiomics  # noqa: F401  # frd-score imports it lazily and fails late
-        from frd_score import compute_frd
-    except ImportError as e:
-        raise ImportError(f"FRD needs the packages frd-score and pyradiomics-bhklab ({e})") from e
+    from dcesynth.evaluation.frd import require
+
+    require()  # frd-score imports pyradiomics lazily and would fail late
+    from frd_score import compute_frd
+
     gts, preds, ms = ([str(p) for p in x] for x in (ground_truths, predictions, masks))
     value = compute_frd([gts, preds], paths_masks=[ms, ms], frd_version="v1", num_workers=workers)
     return float(value)

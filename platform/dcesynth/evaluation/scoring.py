@@ -8,7 +8,7 @@ missing), caches the features of the real images, and returns every metric as me
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,16 +178,22 @@ class Scorer:
                 raise ValueError(str(e)) from None
         self._real_feats: dict[tuple, np.ndarray] = {}
 
+    def _cached(self, key: tuple | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()``, kept under ``key`` (the real images' features do not change)."""
+        if key is None:
+            return compute()
+        if key not in self._real_feats:
+            self._real_feats[key] = compute()
+        return self._real_feats[key]
+
     def features(self, metric: str, images: np.ndarray, key: tuple | None = None) -> np.ndarray:
         """Features for FID; ``key`` caches them (the real images do not change)."""
         from dcesynth.evaluation.features import features
 
-        if key is not None and (metric, *key) in self._real_feats:
-            return self._real_feats[(metric, *key)]
-        f = features(self.nets[metric], images, self.cfg.batch_size)
-        if key is not None:
-            self._real_feats[(metric, *key)] = f
-        return f
+        return self._cached(
+            None if key is None else (metric, *key),
+            lambda: features(self.nets[metric], images, self.cfg.batch_size),
+        )
 
     def frd(
         self, real: np.ndarray, fake: np.ndarray, masks: np.ndarray | None, key: tuple | None
@@ -205,13 +211,10 @@ class Scorer:
         m = None if masks is None else np.asarray(masks)[idx]
         w = self.cfg.frd_workers
         try:
-            cache = None if key is None else ("frd", *key, masks is None)
-            if cache is not None and cache in self._real_feats:
-                fr = self._real_feats[cache]
-            else:
-                fr = R.features(np.asarray(real)[idx], m, w)
-                if cache is not None:
-                    self._real_feats[cache] = fr
+            fr = self._cached(
+                None if key is None else ("frd", *key, masks is None),
+                lambda: R.features(np.asarray(real)[idx], m, w),
+            )
             value = R.frd_from_features(fr, R.features(np.asarray(fake)[idx], m, w))
         except ValueError as e:
             log.warning("FRD not computed: %s", e)
