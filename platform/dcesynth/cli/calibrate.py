@@ -76,8 +76,7 @@ def calibrate(
             step(f"tumour_pd {v:g}")
             _cohort(pcfg, cfg["ingest"], folder, step)
             cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
-            base = C.baseline_row(folder / "dataset")
-            rescaled = C.baseline_row(folder / "dataset", rescale=True)
+            base, rescaled = C.baseline_rows(folder / "dataset")
             step(
                 f"tumour_pd {v:g}: {cnr['lesions']} lesions, median CNR pre "
                 f"{cnr['cnr_pre_median']:.2f}, post 1 {cnr['cnr_post1_median']:.2f}; "

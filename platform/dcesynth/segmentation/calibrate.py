@@ -115,19 +115,20 @@ def cohort_cnr(cohort: Path) -> list[dict]:
     return rows
 
 
-def baseline_row(
-    dataset: Path, split: str = "test", phase: int = 1, rescale: bool = False
-) -> dict[str, float]:
-    """Whole-slice SSIM, MS-SSIM and PSNR of real pre against real post ``phase``.
+def baseline_rows(
+    dataset: Path, split: str = "test", phase: int = 1
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Whole-slice SSIM, MS-SSIM and PSNR of real pre against real post ``phase``: the study's
+    row, and the same with each post slice first rescaled onto its pre.
+
+    The rescaled row is a diagnostic, not the study's: per-volume min-max normalisation divides
+    post by its brightest voxel (in the phantom the heart's blood pool), which darkens every
+    other tissue; the rescaled row shows how much of the gap that scale explains.
 
     Args:
         dataset: an ingested dataset folder.
         split: the split whose slices are compared.
         phase: the post-contrast phase.
-        rescale: first scale each post slice by the least-squares factor onto its pre slice. A
-            diagnostic, not the study's row: per-volume min-max normalisation divides post by
-            its brightest voxel (in the phantom the heart's blood pool), which darkens every
-            other tissue; the rescaled row shows how much of the gap that scale explains.
     """
     from dcesynth.evaluation.metrics import paired_metrics, summarise
     from dcesynth.evaluation.scoring import read_pairs
@@ -136,10 +137,12 @@ def baseline_row(
     if phase not in pairs.phases:
         raise ValueError(f"{dataset}: post phase {phase} not stored; it has {pairs.phases}")
     post = pairs.post[:, pairs.phases.index(phase)]
-    if rescale:
-        post = rescale_onto(post, pairs.pre)
-    vals = paired_metrics(post, pairs.pre, None, names=("ssim", "ms_ssim", "psnr"))
-    return {k: v["mean"] for k, v in summarise(vals).items()}
+
+    def row(p: np.ndarray) -> dict[str, float]:
+        vals = paired_metrics(p, pairs.pre, None, names=("ssim", "ms_ssim", "psnr"))
+        return {k: v["mean"] for k, v in summarise(vals).items()}
+
+    return row(post), row(rescale_onto(post, pairs.pre))
 
 
 def rescale_onto(post: np.ndarray, pre: np.ndarray) -> np.ndarray:
