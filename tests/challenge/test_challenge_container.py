@@ -128,7 +128,7 @@ def test_intensity_mapping_round_trips() -> None:
     assert E.intensity_range(z, {"method": "zscore", "zscore_clip": 2.0}) == pytest.approx(
         (z.mean() - 2 * z.std(), z.mean() + 2 * z.std())
     )
-    with pytest.raises(ValueError, match="minmax, percentile or zscore"):
+    with pytest.raises(ValueError, match="minmax, percentile, zscore or window"):
         E.intensity_range(z, {"method": "other"})
 
 

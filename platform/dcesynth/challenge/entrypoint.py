@@ -14,16 +14,19 @@ Per run (one case; the container runs as a non-root user, without network):
   ``/input``, ``/output``); the slugs can be changed with ``MAMA_INPUT_SLUG`` /
   ``MAMA_PREDICTION_SLUG``; the model with ``--model`` or ``DCESYNTH_MODEL``.
 
-**Intensities.** Our generators see uint8 slices: each volume min-max (or percentile / z-score
-clip, as the model file says) normalised to [0, 255], and write the same scale. The challenge
-input is z-scored instead. The mapping is explicit and affine (:func:`to_model_scale`): the
+**Intensities.** A model trained on challenge-prepared slices (``dcectl challenge dataset``)
+saw one fixed z-score window mapped to [0, 255] (``normalisation: window``); the input is mapped
+with that window and the output back with it, so enhancement levels are the ones it learned.
+Other models see uint8 slices: each volume min-max (or percentile / z-score clip, as the model
+file says) normalised to [0, 255], and write the same scale, while the challenge input is
+z-scored. The mapping is explicit and affine (:func:`to_model_scale`): the
 slice's own range [lo, hi] (min-max, or the model's percentiles or ±clip sd, computed on the
 slice) → [0, 255], which equals the training normalisation of that slice up to using the
 slice's range instead of its volume's; the generated slice is mapped back with the same lo, hi
 (:func:`from_model_scale`), so the output is on the input's z-score scale. The generated phase
 was normalised to its own range in training, not the pre-contrast one, so absolute enhancement
 levels are approximate: a generator trained on the challenge's own z-scored slices is the clean
-path (see ``docs/design.md``, "The MAMA-SYNTH challenge").
+path (:mod:`dcesynth.challenge.dataset`).
 
 **Geometry.** The slice is resized to the model's square (physical aspect from the file's
 spacing, zero padding; :class:`~dcesynth.data.ingest.transforms.SquareResize`) and resized
@@ -93,7 +96,12 @@ def intensity_range(image: np.ndarray, normalisation: dict) -> tuple[float, floa
     if method == "zscore":
         c = float(normalisation.get("zscore_clip", 3.0))
         return float(v.mean() - c * v.std()), float(v.mean() + c * v.std())
-    raise ValueError(f"model normalisation {method!r}: expected minmax, percentile or zscore")
+    if method == "window":  # trained on challenge-prepared slices: one fixed z-score window
+        lo, hi = (float(x) for x in normalisation["window"])
+        return lo, hi
+    raise ValueError(
+        f"model normalisation {method!r}: expected minmax, percentile, zscore or window"
+    )
 
 
 def to_model_scale(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -107,10 +115,22 @@ def from_model_scale(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (lo + np.asarray(u, np.float64) * ((hi - lo) / 255.0)).astype(np.float32)
 
 
+class LoadedModel:
+    """A model file loaded once (checksums verified) and its generator built on ``device``:
+    what :func:`synthesise` needs per slice, so a folder of cases loads it once."""
+
+    def __init__(self, model: Path, device: str = "cpu") -> None:
+        from dcesynth.inference.artifact import load_artifact
+
+        self.path, self.device = Path(model), device
+        self.art = load_artifact(model)
+        self.G, self.cfg = self.art.spec().build(device)
+
+
 def synthesise(
     image: np.ndarray,
     spacing: tuple[float, float],
-    model: Path,
+    model: Path | LoadedModel,
     device: str = "cpu",
     phase: int | None = None,
     rot90: int = 0,
@@ -120,7 +140,8 @@ def synthesise(
     Args:
         image: (H, W) slice, SimpleITK's array order.
         spacing: (row, column) pixel size in mm (aspect of the square resize).
-        model: a model file (``dcectl export``); its checksums are verified.
+        model: a model file (``dcectl export``; its checksums are verified) or a
+            :class:`LoadedModel` (then ``device`` is the one it was built on).
         device: ``cpu`` or ``cuda``.
         phase: the generated post phase to return (default: the model's first).
         rot90: quarter turns applied before the generator and undone after.
@@ -129,16 +150,16 @@ def synthesise(
         ValueError: not 2D, a bad model file, or a phase the model does not generate.
     """
     from dcesynth.data.ingest.transforms import SquareResize
-    from dcesynth.inference.artifact import load_artifact
     from dcesynth.training.validation import generate
 
     img = np.asarray(image, np.float64)
     if img.ndim != 2:
         raise ValueError(f"expected a 2D slice, got shape {img.shape}")
-    art = load_artifact(model)
+    m = model if isinstance(model, LoadedModel) else LoadedModel(model, device)
+    art = m.art
     want = art.phases[0] if phase is None else int(phase)
     if want not in art.phases:
-        raise ValueError(f"{model}: generates phases {art.phases}, not {want}")
+        raise ValueError(f"{m.path}: generates phases {art.phases}, not {want}")
     lo, hi = intensity_range(img, art.normalisation)
     if not hi > lo:
         log.warning("constant input slice (%g): written unchanged", lo)
@@ -147,10 +168,52 @@ def synthesise(
     dy, dx = (spacing[0], spacing[1]) if rot90 % 2 == 0 else (spacing[1], spacing[0])
     rs = SquareResize.plan(x.shape[0], x.shape[1], dy, dx, art.image_size)
     square = rs.apply(to_model_scale(x, lo, hi)[None, None])[:, 0]
-    G, cfg = art.spec().build(device)
-    fake = generate(G, square, cfg, device, 1)[:, [art.phases.index(want)]]
+    fake = generate(m.G, square, m.cfg, m.device, 1)[:, [art.phases.index(want)]]
     back = rs.invert(fake)[0, 0]
     return from_model_scale(np.rot90(back, -rot90), lo, hi)
+
+
+def predict_folder(
+    input_dir: Path,
+    out_dir: Path,
+    model: Path,
+    device: str = "cpu",
+    cases: list[str] | None = None,
+) -> list[Path]:
+    """Every ``<case>.mha`` of ``input_dir`` (prepare's ``mha/input``) → ``out_dir/<case>.mha``,
+    the flat layout ``dcectl challenge evaluate`` scores; the model is loaded once.
+
+    Args:
+        input_dir: folder of z-scored 2D pre-contrast slices.
+        out_dir: where the predictions go (each written through a temporary sibling).
+        model: the model file.
+        device: ``cpu`` or ``cuda``.
+        cases: only these case ids (e.g. the test split); default every file.
+
+    Raises:
+        FileNotFoundError: no input folder, no ``.mha`` in it, or a listed case missing.
+    """
+    import SimpleITK as sitk
+
+    files = sorted(Path(input_dir).glob("*.mha"))
+    if not files:
+        raise FileNotFoundError(f"{input_dir}: no .mha slices")
+    if cases is not None:
+        have = {f.stem: f for f in files}
+        if missing := sorted(set(cases) - set(have)):
+            raise FileNotFoundError(f"{input_dir}: no slice for {missing[:5]}")
+        files = [have[c] for c in sorted(cases)]
+    m = LoadedModel(model, device)
+    written = []
+    for f in files:
+        ref = sitk.ReadImage(str(f))
+        if ref.GetDimension() != 2:
+            raise ValueError(f"{f}: expected a 2D slice, got a {ref.GetDimension()}D image")
+        sx, sy = ref.GetSpacing()
+        fake = synthesise(sitk.GetArrayFromImage(ref), (sy, sx), m)
+        write_output(fake, ref, Path(out_dir) / f.name)
+        written.append(Path(out_dir) / f.name)
+    return written
 
 
 def write_output(array: np.ndarray, reference, path: Path) -> None:

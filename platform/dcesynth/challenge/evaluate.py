@@ -128,6 +128,7 @@ def evaluate(
     trusted: frozenset[str] = frozenset(),
     seg_fold: int = 0,
     frd_workers: int = 1,
+    cases: list[str] | None = None,
 ) -> Evaluation:
     """Score every case of ``ground_truth`` (see the module docstring).
 
@@ -143,6 +144,7 @@ def evaluate(
         trusted: sha256 digests of pickles the user vouches for (:func:`models.parse_trusted`).
         seg_fold: the nnU-Net fold (official ``MAMA_SEG_FOLD``, default 0).
         frd_workers: FRD feature-extraction processes.
+        cases: score only these ground-truth cases (e.g. a test split); default all of them.
 
     Raises:
         ValueError: a folder is missing or GROUND_TRUTH holds no image.
@@ -158,6 +160,10 @@ def evaluate(
     gts = case_files(gt_dir)
     if not gts:
         raise ValueError(f"--ground-truth {gt_dir}: no .mha/.nii.gz/.nii image")
+    if cases is not None:
+        if missing := sorted(set(cases) - set(gts)):
+            raise ValueError(f"--ground-truth {gt_dir}: no image for case(s) {missing[:5]}")
+        gts = {c: gts[c] for c in sorted(cases)}
     preds, mask_files = case_files(pred_dir), case_files(mask_dir)
     if extra := sorted(set(preds) - set(gts)):
         log.warning("%d prediction(s) without a ground truth, ignored: %s", len(extra), extra[:5])

@@ -1,5 +1,6 @@
-"""`dcectl challenge prepare|evaluate|container`: the MAMA-SYNTH benchmark's task, its metrics
-and its submission container (dcesynth.challenge)."""
+"""`dcectl challenge prepare|dataset|predict|evaluate|container`: the MAMA-SYNTH benchmark's
+task, training data in its contract, its metrics and its submission container
+(dcesynth.challenge)."""
 
 from __future__ import annotations
 
@@ -70,12 +71,81 @@ def prepare(
     )
 
 
+@app.command("dataset")
+def dataset(
+    task: Annotated[Path, typer.Argument(metavar="TASK_DIR", help="A `challenge prepare` folder.")],
+    out: Annotated[Path, typer.Option("--out", help="The prepared dataset to write.")],
+    image_size: Annotated[
+        int | None, typer.Option(help="Square side (default: largest slice side, rounded to 16).")
+    ] = None,
+    window: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="Z-score window LO HI mapped to [0, 255] (default: the train split's)."),
+    ] = None,
+) -> None:
+    """The task's z-scored slices as a dataset `dcectl train` and `sweep` read (fixed window)."""
+    from dcesynth.challenge.dataset import build
+
+    t0 = time.perf_counter()
+    with user_errors():
+        m = build(task, out, image_size, window)
+    lo, hi = m["options"]["window"]
+    split = ", ".join(f"{k} {v}" for k, v in m["counts"]["cases"].items())
+    typer.echo(f"{out}: {split} case(s), {m['image_size']}², z-score window [{lo:.4g}, {hi:.4g}]"
+               f" → [0, 255] ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    typer.echo(f"train: dcectl train dataset={out} phases=[1] …")
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model file (`dcectl export`).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <case>.mha predictions.")],
+    task: Annotated[
+        Path | None, typer.Option(help="A `challenge prepare` folder: its mha/input slices.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only this split of --task (e.g. test).")
+    ] = None,
+    input_dir: Annotated[
+        Path | None, typer.Option("--input", help="Any folder of z-scored <case>.mha slices.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Predictions for a folder of challenge inputs, in the layout `challenge evaluate` scores."""
+    from dcesynth.challenge.entrypoint import predict_folder
+    from dcesynth.config import resolve_device
+
+    t0 = time.perf_counter()
+    with user_errors():
+        if (task is None) == (input_dir is None):
+            raise ValueError("give exactly one of --task TASK_DIR or --input DIR")
+        cases = None
+        if task is not None:
+            input_dir = task / "mha" / "input"
+            cases = None if split is None else _split_cases(task, split)
+        elif split is not None:
+            raise ValueError("--split needs --task")
+        written = predict_folder(input_dir, out, model, resolve_device(device), cases)
+    typer.echo(f"{len(written)} prediction(s) → {out} ({time.perf_counter() - t0:.1f} s)")
+
+
 @app.command("evaluate")
 def evaluate(
     predictions: Annotated[Path, typer.Option(help="Folder of predicted <case>.mha slices.")],
-    ground_truth: Annotated[Path, typer.Option(help="Folder of real target <case>.mha slices.")],
-    masks: Annotated[Path, typer.Option(help="Folder of tumour masks (prepare's mha/mask/).")],
     out: Annotated[Path, typer.Option("--out", help="metrics.json to write.")],
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="Folder of real target <case>.mha slices.")
+    ] = None,
+    masks: Annotated[
+        Path | None, typer.Option(help="Folder of tumour masks (prepare's mha/mask/).")
+    ] = None,
+    task: Annotated[
+        Path | None,
+        typer.Option(help="A `challenge prepare` folder: its ground truth and masks."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Score only this split of --task (e.g. test).")
+    ] = None,
     precontrast: Annotated[
         Path | None, typer.Option(help="Pre-contrast inputs (auroc_contrast).")
     ] = None,
@@ -115,9 +185,11 @@ def evaluate(
     from dcesynth.challenge.models import parse_trusted
 
     with user_errors():
+        ground_truth, masks, cases = _task_folders(task, split, ground_truth, masks)
         trusted = parse_trusted(trust_pickles or [])
         res = run_evaluate(predictions, ground_truth, masks, precontrast, models,
-                           lpips_weights, weights_dir, trusted, seg_fold)  # fmt: skip
+                           lpips_weights, weights_dir, trusted, seg_fold,
+                           cases=cases)  # fmt: skip
         write_metrics(out, res.document)
     doc = res.document
     table = Table(title=f"MAMA-SYNTH metrics → {out}")
@@ -142,6 +214,28 @@ def evaluate(
     )
     if doc["n_errors"]:
         raise typer.Exit(code=1)
+
+
+def _split_cases(task: Path, split: str) -> list[str]:
+    from dcesynth.challenge.dataset import load_prepared
+
+    splits = load_prepared(task)["splits"]
+    cases = sorted(c for c, s in splits.items() if s == split)
+    if not cases:
+        raise ValueError(f"--split {split!r}: {task} has splits {sorted(set(splits.values()))}")
+    return cases
+
+
+def _task_folders(task, split, ground_truth, masks) -> tuple[Path, Path, list[str] | None]:
+    """--task/--split, or --ground-truth and --masks: the folders and cases to score."""
+    if task is None:
+        if split is not None:
+            raise ValueError("--split needs --task")
+        if ground_truth is None or masks is None:
+            raise ValueError("give --task TASK_DIR, or both --ground-truth and --masks")
+        return ground_truth, masks, None
+    gt = ground_truth or task / "mha" / "ground_truth"
+    return gt, masks or task / "mha" / "mask", None if split is None else _split_cases(task, split)
 
 
 @app.command("container")

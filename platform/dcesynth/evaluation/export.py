@@ -25,6 +25,10 @@ RESIZE = (
 ORIENTATION = "canonical axial: slices inferior→superior, anterior up, patient left on the right"
 
 
+WINDOW_SCOPE = (
+    "challenge z-scores in the fixed window, to uint8 [0, 255]; the generator sees x / 127.5 - 1"
+)
+
 def _selection(run: Run, epoch: int) -> dict | None:
     """The selection record and this epoch's Table 1 row, when ``dcectl select`` ran."""
     sel_path = run.path / SELECTION
@@ -103,6 +107,12 @@ def export_run(
                 "percentiles": list(opts["percentiles"]),
                 "zscore_clip": float(opts["zscore_clip"]),
                 "scope": "per volume, to uint8 [0, 255]; the generator sees x / 127.5 - 1",
+                # a challenge-prepared dataset: one fixed z-score window for every slice
+                **(
+                    {"window": list(opts["window"]), "scope": WINDOW_SCOPE}
+                    if opts["normalisation"] == "window"
+                    else {}
+                ),
             },
             "resize": RESIZE,
             "orientation": ORIENTATION,

@@ -180,7 +180,9 @@ def summary(desc: dict) -> list[tuple[str, str]]:
         "minmax": "",
         "percentile": f" {norm.get('percentiles')}",
         "zscore": f" ±{norm.get('zscore_clip')} sd",
+        "window": f" {norm.get('window')} (challenge z-scores, one window for every slice)",
     }.get(norm["method"], "")
+    scope = "per slice" if norm["method"] == "window" else "per volume"
     tcfg = desc["train_config"]
     lines = [
         ("format", f"{desc['format']} v{desc['format_version']}"),
@@ -199,7 +201,7 @@ def summary(desc: dict) -> list[tuple[str, str]]:
             f"{gen.get('parameters', '?')} parameters",
         ),
         ("input slice", f"{inp['image_size']}² ({inp.get('resize', '')})"),
-        ("normalisation", f"{norm['method']}{params} per volume, to [0, 255]"),
+        ("normalisation", f"{norm['method']}{params} {scope}, to [0, 255]"),
         ("orientation", str(inp.get("orientation", ""))),
         ("training data", f"fingerprint {desc.get('training_data', {}).get('fingerprint')}"),
     ]

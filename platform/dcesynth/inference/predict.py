@@ -56,6 +56,11 @@ def check_model(model: ModelArtifact, phases: tuple[int, ...] | None) -> tuple[i
             f"{model.path}: generates post phase(s) {have}; phase(s) {missing} asked for "
             f"(--phases): use a subset of {have}"
         )
+    if model.normalisation.get("method") == "window":
+        raise ModelError(
+            f"{model.path}: trained on MAMA-SYNTH challenge slices (z-scores in a fixed "
+            "window), not on scanner volumes: use `dcectl challenge predict` or its container"
+        )
     gen = model.description.get("generator", {})
     replicate = bool(model.description["train_config"]["model"].get("replicate_input", True))
     want = 3 if replicate else 1
