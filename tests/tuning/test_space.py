@@ -31,12 +31,17 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "gan.yaml"])
-def test_shipped_spaces_parse(name: str) -> None:
+# the demo fixes lambda_per at 0: without ImageNet weights the perceptual network is an
+# untrained VGG19, whose features are noise at about twice a step's cost
+@pytest.mark.parametrize(("name", "losses"), [
+    ("demo.yaml", {"loss.lambda_adv", "loss.lambda_fm"}),
+    ("gan.yaml", {"loss.lambda_adv", "loss.lambda_fm", "loss.lambda_per"}),
+])  # fmt: skip
+def test_shipped_spaces_parse(name: str, losses: set[str]) -> None:
     space = load_space(ROOT / "search_spaces" / name)
     searched = set(space.parameters)
     # the minimum: loss weights, phase count, learning rate, ngf
-    assert {"loss.lambda_adv", "loss.lambda_fm", "loss.lambda_per", "phases", "lr"} <= searched
+    assert losses | {"phases", "lr"} <= searched
     assert "model.ngf" in searched
     assert space.parameters["phases"].values == [[1], [1, 2, 3]]
     assert space.searcher.type == "optuna" and space.scheduler.type == "asha"
