@@ -8,11 +8,16 @@ series description, and both InstanceNumber directions — what the DICOM reader
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -167,6 +172,40 @@ def model_file(hand_run: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_flow_training() -> dict:
+    """The smallest rectified flow (the second generator family) that runs every stage: two
+    UNet levels, two Euler steps, K = 2 averaged samples. Tests add dataset, epochs, workers."""
+    return {
+        "batch_size": 4,
+        "checkpoint_every": 1,
+        "val_slices": 8,
+        "max_failures": 0,
+        "lr": 1e-3,
+        "beta1": 0.9,
+        "model": {
+            "family": "rectified_flow",
+            "channels": [8, 16],
+            "norm_num_groups": 8,
+            "num_head_channels": 8,
+            "num_res_blocks": 1,
+            "sampling_steps": 2,
+            "samples": 2,
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def flow_model_file(prepared: Path, tmp_path_factory, tiny_flow_training: dict) -> Path:
+    """A hand-made rectified-flow run (untrained), exported: the flow's model artefact."""
+    from dcesynth.evaluation.export import export_run
+
+    run = make_run(tmp_path_factory.mktemp("flow_runs"), prepared, tiny_flow_training)
+    out = tmp_path_factory.mktemp("flow_model") / "model.dcem"
+    export_run(run, out)
+    return out
+
+
 # --- a weights server on the loopback interface (the `weights fetch` tests) -------------------
 
 MAX_REQUESTS_PER_TEST = 20  # a fetch loop gone wrong fails fast instead of hammering
@@ -253,3 +292,73 @@ def closed_port_url(loopback_only: list[str]) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# --- faults of the machine (issue 23): a nearly full disk, a second process on one folder -----
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from dcesynth.locks import folder_lock
+    with folder_lock(sys.argv[1], sys.argv[2]):
+        print("held", flush=True)
+        sys.stdin.read()  # until the test closes stdin
+    """
+)
+
+
+@pytest.fixture
+def held_by_other() -> Iterator[Callable[..., subprocess.Popen]]:
+    """``hold(folder, what)`` → another process holding ``folder``'s lock until the test ends."""
+    procs: list[subprocess.Popen] = []
+
+    def hold(folder: Path, what: str = "ingest") -> subprocess.Popen:
+        p = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(folder), what],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(p)
+        assert p.stdout.readline().strip() == "held"
+        return p
+
+    yield hold
+    for p in procs:
+        if p.poll() is None:
+            p.stdin.close()
+            p.wait(timeout=30)
+
+
+@dataclass
+class SmallDisk:
+    """A private tmpfs: ``fill(leave)`` leaves about ``leave`` bytes free, ``free()`` undoes it."""
+
+    root: Path
+
+    def fill(self, leave: int) -> None:
+        free = shutil.disk_usage(self.root).free
+        with open(self.root / "filler", "ab") as f:
+            f.write(b"\0" * max(0, free - leave))
+
+    def free(self) -> None:
+        (self.root / "filler").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 64 MB tmpfs mounted for the test (root only; skipped where mounting is refused — the
+    patched-writer tests cover the same paths there)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield SmallDisk(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

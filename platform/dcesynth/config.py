@@ -6,13 +6,14 @@ Models built on :class:`StrictModel` refuse unknown keys, so a typo never passes
 
 from __future__ import annotations
 
-import os
-import tempfile
+import types
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Tag, ValidationError
+
+from dcesynth import durable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,15 +28,55 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+def model_members(annotation: Any) -> dict[str | None, type[BaseModel]]:
+    """The models an annotation admits, by their pydantic ``Tag`` (None: untagged): one for a
+    plain sub-config, one per family for a discriminated union (``TrainConfig.model``)."""
+    out: dict[str | None, type[BaseModel]] = {}
+
+    def walk(a: Any, tag: str | None) -> None:
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            out[tag] = a
+        elif get_origin(a) is Annotated:
+            base, *meta = get_args(a)
+            walk(base, next((m.tag for m in meta if isinstance(m, Tag)), tag))
+        elif get_origin(a) in (Union, types.UnionType):
+            for member in get_args(a):
+                walk(member, tag)
+
+    walk(annotation, None)
+    return out
+
+
+def _container(
+    cls: type[BaseModel], loc: tuple
+) -> tuple[type[BaseModel] | None, list[str], list[str]]:
+    """The (possibly nested) model holding ``loc``'s last key, ``loc`` as a user writes it (a
+    discriminated union's tag, ``("model", "rectified_flow", "ngf")``, is not a key) and the
+    tags passed on the way."""
+    model: type[BaseModel] | None = cls
+    shown: list[str] = []
+    tags: list[str] = []
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        shown.append(str(part))
+        if i == len(loc) - 1:
+            break
+        field = getattr(model, "model_fields", {}).get(part) if model else None
+        members = model_members(field.annotation) if field is not None else {}
+        nxt = loc[i + 1]
+        if len(members) > 1 and nxt in members:
+            model, i = members[nxt], i + 2  # skip the tag
+            tags.append(str(nxt))
+        else:
+            model, i = (next(iter(members.values())) if len(members) == 1 else None), i + 1
+    return model, shown, tags
+
+
 def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the (possibly nested) model that ``loc`` points into."""
-    model: Any = cls
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None or not isinstance(field.annotation, type):
-            return []
-        model = field.annotation
-    return sorted(getattr(model, "model_fields", {}))
+    model, _, _ = _container(cls, loc)
+    return sorted(getattr(model, "model_fields", {}) if model else {})
 
 
 def _flag(key: str) -> str:
@@ -60,19 +101,18 @@ def format_validation_error(
     for err in exc.errors():
         loc = tuple(err["loc"])
         from_cli = bool(loc) and loc[0] in cli_keys
-        dotted = ".".join(str(p) for p in loc) or "<root>"
+        _, shown, tags = _container(cls, loc)
+        dotted = ".".join(shown) or "<root>"
         top = cls.model_fields.get(str(loc[0])) if loc else None
-        nested = (
-            top is not None
-            and isinstance(top.annotation, type)
-            and issubclass(top.annotation, BaseModel)
-        )
+        nested = top is not None and bool(model_members(top.annotation))
         key = _flag(str(loc[0])) if from_cli and not nested else dotted  # sub-configs: a.b
         source = "command line" if from_cli else (file or "config")
         if err["type"] == "extra_forbidden":
             keys = _allowed_keys(cls, loc)
             flags = from_cli and not nested
-            msg = f"unknown key; allowed keys: {', '.join(map(_flag, keys) if flags else keys)}"
+            which = f" of {', '.join(tags)}" if tags else ""  # e.g. the other family's key
+            names = ", ".join(map(_flag, keys) if flags else keys)
+            msg = f"unknown key{which}; allowed keys: {names}"
         else:
             msg = err["msg"]
             if "input" in err and err["type"] != "missing":
@@ -185,23 +225,10 @@ def to_yaml(model: BaseModel) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str, keep_if_same: bool = False) -> None:
-    """Write ``text`` so that readers see the old file or the whole new one, never a part.
+    """Write ``text`` so that readers see the old file or the whole new one, never a part
+    (temporary sibling, fsync, rename: :func:`dcesynth.durable.atomic_write_text`).
 
     ``keep_if_same``: leave an identical file untouched (its mtime too, which fingerprints of
     downstream steps, like ingest's "up to date", rely on).
     """
-    p = Path(path)
-    if keep_if_same and p.is_file() and p.read_text() == text:
-        return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # ".tmp-" is the prefix of every partial artifact; the phantom's next run removes leftovers
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    durable.atomic_write_text(path, text, keep_if_same)

@@ -22,6 +22,51 @@ def test_shipped_preset_validates_every_stage() -> None:
         cfg["segmentation"].cells()[0] == (1, "A", "pre") and len(cfg["segmentation"].cells()) == 14
     )
     assert cfg["segmentation"].synthetic == cfg["phase1"].runs_dir / "phase1"
+    assert cfg["flow"].model.family == "rectified_flow" and cfg["flow"].name == "flow"
+
+
+def test_a_preset_without_a_flow_section_skips_it(tmp_path: Path) -> None:
+    data = yaml.safe_load(PRESET.read_text())
+    del data["flow"]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert "flow" not in _configs(build_config(StudyPreset, path))
+
+
+def _run(root: Path, name: str, family: str | None, rows: list[dict], cost: dict | None) -> None:
+    import json
+
+    d = root / name
+    (d / "report").mkdir(parents=True)
+    (d / "synthetic" / "test").mkdir(parents=True)
+    model = {"family": family} if family else {"ngf": 8}  # old runs: no family key
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": model}))
+    (d / "report" / "evaluation.json").write_text(json.dumps({"rows": rows}))
+    (d / "synthetic" / "test" / "synthesis.json").write_text(
+        json.dumps({"sampling": cost} if cost else {})
+    )
+
+
+def test_families_table_lists_each_run_its_cost_and_the_baseline(tmp_path: Path) -> None:
+    from dcesynth.cli.study import families_table
+
+    def row(comparison: str, phase: int, mae: float, ssim: float, psnr: float | None = None):
+        r = {"comparison": comparison, "phase": phase, "mae": {"mean": mae},
+             "ssim": {"mean": ssim}}  # fmt: skip
+        return r | ({"psnr": {"mean": psnr}} if psnr is not None else {})
+
+    gan = [row("synthetic vs real", 1, 9.5, 0.71, 20.5), row("synthetic vs real", 2, 1, 1, 1),
+           row("tumour box: synthetic vs real", 1, 21.0, 0.62),
+           row("baseline: real pre vs real post", 1, 15.8, 0.58, 17.9),
+           row("tumour box: baseline pre vs post", 1, 47.0, 0.63)]  # fmt: skip
+    flow = [row("synthetic vs real", 1, 8.25, 0.75, 22.0)]
+    _run(tmp_path, "phase1", None, gan, {"nfe_per_slice": 1, "s_per_slice": 0.0123})
+    _run(tmp_path, "flow", "rectified_flow", flow, None)
+    lines = families_table(tmp_path, ["phase1", "flow"]).splitlines()
+    assert lines[2] == "| phase1 | pix2pixhd | 1 | 0.012 | 9.5 | 0.71 | 20.5 | 21 | 0.62 |"
+    assert lines[3] == "| flow | rectified_flow | – | – | 8.25 | 0.75 | 22 | – | – |"
+    base = "| copy pre-contrast (baseline) | – | 0 | – | 15.8 | 0.58 | 17.9 | 47 | 0.63 |"
+    assert lines[4] == base
 
 
 def test_bad_key_names_its_section(tmp_path: Path) -> None:

@@ -156,6 +156,9 @@ def test_synthesize_several_splits_from_the_cli(run: Path, selected: dict) -> No
     for split in ("train", "val"):
         rec = json.loads((run / "synthetic" / split / "synthesis.json").read_text())
         assert sorted(rec["files"]) == sorted(r["case_id"] for r in cases if r["split"] == split)
+        cost = rec["sampling"]  # pix2pixHD: one forward pass a slice, timed over the split
+        assert cost["nfe_per_slice"] == 1 and cost["slices"] > 0
+        assert cost["s_per_slice"] == pytest.approx(cost["seconds"] / cost["slices"], rel=0.05)
     assert res.output.count("cases, ") == 2
 
 

@@ -73,6 +73,23 @@ def test_predict_from_dicom_matches_synthesize(
     round_trip(hand_run, model_file, prepared, phantom_source, tmp_path / "out")
 
 
+def test_flow_model_round_trips(
+    flow_model_file: Path, prepared: Path, phantom_source: Path, tmp_path: Path
+) -> None:
+    """The second family's artefact describes itself and its sampling cost, and predict from
+    DICOM gives synthesize's voxels: the flow's noise follows each slice's content, not the
+    volume or the batch it comes in."""
+    from dcesynth.inference.artifact import load_artifact, summary
+
+    art = load_artifact(flow_model_file)
+    gen = art.description["generator"]
+    assert gen["family"] == "rectified_flow" and gen["evaluations_per_slice"] == 4
+    assert (gen["in_channels"], gen["out_channels"], gen["replicate_input"]) == (1, 3, False)
+    assert ("sampling cost", "4 network evaluation(s) / slice") in summary(art.description)
+    run = Path(art.description["train_config"]["runs_dir"]) / "hand"
+    round_trip(run, flow_model_file, prepared, phantom_source, tmp_path / "out")
+
+
 def test_dicom_output_reads_back_on_the_input_geometry(
     model_file: Path, prepared: Path, phantom_source: Path, tmp_path: Path
 ) -> None:

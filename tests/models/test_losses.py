@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dcesynth.models.losses import (
+from dcesynth.models.pix2pixhd.losses import (
     VGG_WEIGHTS,
     PerceptualLoss,
     VGGFeatures,

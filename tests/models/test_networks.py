@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcesynth.models.networks import (
+from dcesynth.models.pix2pixhd.networks import (
     GlobalGenerator,
     LocalEnhancer,
     MultiscaleDiscriminator,

@@ -10,7 +10,7 @@ import copy
 import pytest
 import torch
 
-from dcesynth.models.losses import VGG_WEIGHTS, vgg19_features
+from dcesynth.models.pix2pixhd.losses import VGG_WEIGHTS, vgg19_features
 from dcesynth.training.config import TrainConfig
 from dcesynth.training.loop import build_discriminator, build_generator
 from dcesynth.training.step import GanStep, ReferenceStep

@@ -142,3 +142,18 @@ def test_agreement_statistics_known_answers() -> None:
         and conf["I"]["I"] == 1
         and sum(map(sum, (v.values() for v in conf.values()))) == 3
     )
+
+
+def test_combined_spread_adds_the_members_own_sample_variance() -> None:
+    ens = np.full((2, 1, 4, 4), 3.0)
+    # two members, one drawing samples with SD 8 (variance 64 → 32 over both), one not
+    total, samples = M.combined_spread(ens, [np.full_like(ens, 8.0), None])
+    assert samples == pytest.approx(np.full_like(ens, np.sqrt(32.0)))
+    assert total == pytest.approx(np.full_like(ens, np.sqrt(9.0 + 32.0)))
+    # no member samples (pix2pixHD): the ensemble's spread is the uncertainty, unchanged
+    total, samples = M.combined_spread(ens, [None, None])
+    assert samples is None and np.array_equal(total, ens)
+    with pytest.raises(ValueError, match="shapes"):
+        M.combined_spread(ens, [np.zeros((2, 1, 3, 3))])
+    with pytest.raises(ValueError, match="no members"):
+        M.combined_spread(ens, [])

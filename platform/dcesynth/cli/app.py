@@ -17,6 +17,7 @@ from dcesynth.cli import (
     conspicuity,
     dataset,
     demo,
+    errors,
     evaluate,
     ingest,
     phantom,
@@ -36,6 +37,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the traceback of errors of the machine (full disk, I/O)."
+    ),
+) -> None:
+    """Virtual contrast enhancement for breast MRI: phantom cohorts, ingest, training, sweeps."""
+    if verbose:
+        errors.VERBOSE["on"] = True
+
+
 app.command("phantom")(phantom.phantom)
 app.command("calibrate")(calibrate.calibrate)
 app.command("ingest")(ingest.ingest)

@@ -30,6 +30,11 @@ class StudyPreset(StrictModel):
     ingest: dict[str, Any] = Field(default_factory=dict, description="IngestConfig keys")
     phase1: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys")
     joint: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys")
+    flow: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig keys of a second generator family's phase-1 run (e.g. "
+        "model.family rectified_flow), reported beside phase1 in Table 2; empty: skipped",
+    )
     evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig keys")
     segmentation: dict[str, Any] = Field(default_factory=dict, description="SegmentConfig keys")
     trust: dict[str, Any] = Field(default_factory=dict, description="TrustConfig keys")
@@ -57,6 +62,10 @@ def _configs(p: StudyPreset) -> dict:
             TrainConfig,
             {"dataset": out / "dataset", "runs_dir": out / "runs", "name": "joint"},
         ),
+        "flow": (
+            TrainConfig,
+            {"dataset": out / "dataset", "runs_dir": out / "runs", "name": "flow"},
+        ),
         "evaluation": (EvalConfig, {}),
         "segmentation": (
             SegmentConfig,
@@ -76,6 +85,8 @@ def _configs(p: StudyPreset) -> dict:
         ),
     }
     models = {}
+    if not p.flow:
+        del fixed["flow"]
     for key, (cls, extra) in fixed.items():
         try:
             models[key] = cls.model_validate({**getattr(p, key), **extra})
@@ -154,7 +165,9 @@ def study(
         _cohort(cfg["phantom"], cfg["ingest"], root, step)
         truth = root / "phantom" / "ground_truth"
         timings = {}
-        for key, splits in (("phase1", ("train", "val", "test")), ("joint", ("test",))):
+        runs = [("phase1", ("train", "val", "test")), ("joint", ("test",))]
+        runs += [("flow", ("test",))] if "flow" in cfg else []
+        for key, splits in runs:
             t = time.perf_counter()
             run = _train(cfg[key], step)
             _judge(run, cfg["evaluation"], truth, splits, step)
@@ -186,10 +199,15 @@ def _report(root: Path, seg, timings: dict, total: float) -> Path:
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
         + ".\n",
     ]
-    for name, title in (
+    sections = [
         ("phase1", "Single phase (Tables 1 and 2)"),
         ("joint", "Joint phases 1–3 (Tables 1 and 4)"),
-    ):
+    ]
+    if (root / "runs" / "flow" / "report" / "report.md").is_file():
+        sections.append(("flow", "Second generator family, phase 1 (Tables 1 and 2)"))
+        parts += ["\n# Generator families side by side (Table 2, phase 1, test split)\n",
+                  families_table(root / "runs", ["phase1", "flow"])]  # fmt: skip
+    for name, title in sections:
         md = (root / "runs" / name / "report" / "report.md").read_text()
         md = re.sub(
             r"<!-- section:segmentation -->.*?<!-- /section:segmentation -->", "", md, flags=re.S
@@ -203,3 +221,54 @@ def _report(root: Path, seg, timings: dict, total: float) -> Path:
     ]
     atomic_write_text(root / "report.md", "\n".join(parts))
     return root / "report.md"
+
+
+# Table 2's columns for the families' comparison: (evaluation row, metric) of phase 1
+SYN = "synthetic vs real"
+BOX = "tumour box: synthetic vs real"
+BASE, BASE_BOX = "baseline: real pre vs real post", "tumour box: baseline pre vs post"
+CELLS = (("mae", False), ("ssim", False), ("psnr", False), ("mae", True), ("ssim", True))
+
+
+def _cells(rows: dict, whole: str, box: str) -> str:
+    out = []
+    for metric, in_box in CELLS:
+        v = rows.get(box if in_box else whole, {}).get(metric)
+        out.append(f"{v['mean']:.4g}" if isinstance(v, dict) else "–")
+    return " | ".join(out)
+
+
+def families_table(runs: Path, names: list[str]) -> str:
+    """Markdown: each run's phase-1 synthetic-vs-real row, whole slice and tumour box, with
+    its family and sampling cost (synthesis of the test split), and the copy-pre baseline."""
+    import json
+
+    lines = [
+        "| run | family | NFE / slice | s / slice | MAE ↓ | SSIM ↑ | PSNR ↑ | box MAE ↓ "
+        "| box SSIM ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base: dict = {}
+    for name in names:
+        ev = json.loads((runs / name / "report" / "evaluation.json").read_text())
+        rows = {r["comparison"]: r for r in ev["rows"] if r.get("phase") == 1}
+        syn = json.loads((runs / name / "synthetic" / "test" / "synthesis.json").read_text())
+        cost = syn.get("sampling", {})
+        s_slice = f"{cost['s_per_slice']:.3f}" if "s_per_slice" in cost else "–"
+        lines.append(
+            f"| {name} | {_family(runs / name)} | {cost.get('nfe_per_slice', '–')} | {s_slice} "
+            f"| {_cells(rows, SYN, BOX)} |"
+        )
+        base = base or rows
+    lines.append(f"| copy pre-contrast (baseline) | – | 0 | – | {_cells(base, BASE, BASE_BOX)} |")
+    return "\n".join(lines) + (
+        "\n\nNFE: network evaluations per slice; s / slice: wall time of the test split's "
+        "synthesis on this machine, pipeline start-up included.\n"
+    )
+
+
+def _family(run: Path) -> str:
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    return (cfg.get("model") or {}).get("family", "pix2pixhd")

@@ -19,6 +19,14 @@ def sweep(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster: auto, ray://host:10001 (default: local).")
     ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="key=value into the file, e.g. base.epochs=2, "
+            "parameters.model.samples.values=[1,2] (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Search loss weights, phases, lr, ngf with Ray Tune + Optuna; rank checkpoints by SAMe."""
     if target == "status":
@@ -33,7 +41,7 @@ def sweep(
     with user_errors():
         if directory is not None:
             raise ValueError(f"unexpected argument {directory}; did you mean `sweep status`?")
-        space = load_space(Path(target))
+        space = load_space(Path(target), sets=sets or [])
         res = run_sweep(space, resume=resume, address=address)
     _print_status(res.path)
     typer.echo(

@@ -69,6 +69,7 @@ def export_run(
     """
     from dcesynth.data.dataset import load_manifest
     from dcesynth.training.checkpoints import load_state
+    from dcesynth.training.families import family
 
     run = Run.open(run_dir)
     epoch, ckpt = run.checkpoint(checkpoint)
@@ -93,10 +94,8 @@ def export_run(
         "phases": list(cfg.phases),
         "train_config": cfg.model_dump(mode="json"),
         "generator": {
-            "architecture": f"pix2pixHD {cfg.model.generator}",
-            "in_channels": cfg.in_channels,
-            "out_channels": cfg.out_channels,
-            "replicate_input": cfg.model.replicate_input,
+            "family": cfg.family,
+            **family(cfg).describe(cfg),  # architecture, channels, sampling cost
             "parameters": int(sum(w.size for w in weights.values())),
         },
         "input": {

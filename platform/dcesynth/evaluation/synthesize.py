@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def synthesize(
     from dcesynth.data.dataset import load_manifest
     from dcesynth.inference.engine import GeneratorSpec, translate
     from dcesynth.training.checkpoints import load_state
+    from dcesynth.training.families import family
 
     run = Run.open(run_dir)
     epoch, ckpt = run.checkpoint(checkpoint)
@@ -136,6 +138,7 @@ def synthesize(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     source = SplitSource(ds, tuple(rows), int(manifest["image_size"]), run.cfg.phases, tmp)
+    t0 = time.perf_counter()
     res = translate(
         spec,
         source,
@@ -152,6 +155,7 @@ def synthesize(
         why = "; ".join(f"{rows[i]['case_id']}: {e}" for i, e in sorted(res.failed.items()))
         raise ValueError(f"synthesize {split}: {len(res.failed)} case(s) failed: {why}")
     files = {rows[i]["case_id"]: res.done[i] for i in range(len(rows))}
+    wall = time.perf_counter() - t0
     record = {
         "run": str(Path(run_dir).resolve()),
         "checkpoint_epoch": epoch,
@@ -160,6 +164,15 @@ def synthesize(
         "phases": list(run.cfg.phases),
         "dataset": str(ds),
         "files": files,
+        # sampling cost beside the images (a family's cost is part of its result): the wall
+        # time of the whole translation, pipeline start-up and volume writes included
+        "sampling": {
+            "slices": int(res.slices),
+            "seconds": round(wall, 3),
+            "s_per_slice": wall / max(1, int(res.slices)),
+            "nfe_per_slice": family(run.cfg).evaluations_per_slice(run.cfg),
+            "device": device,
+        },
     }
     atomic_write_text(tmp / "synthesis.json", json.dumps(record, indent=1))
     if out.exists():

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +80,8 @@ def save_artifact(path: Path, description: dict, weights: dict[str, np.ndarray])
     temporary name renamed when complete. Returns the description as written."""
     from safetensors.numpy import save_file
 
+    from dcesynth.durable import atomic_path
+
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"--out {path}: is a directory; name the model file, e.g. model.dcem")
@@ -91,15 +91,8 @@ def save_artifact(path: Path, description: dict, weights: dict[str, np.ndarray])
         "weights_sha256": weights_sha256(weights),
         "description_sha256": description_sha256(desc),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(weights, tmp, metadata={META_KEY: json.dumps(desc, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # temp sibling, fsync, rename: never a half model file
+        save_file(weights, str(tmp), metadata={META_KEY: json.dumps(desc, sort_keys=True)})
     return desc
 
 
@@ -172,6 +165,14 @@ def load_artifact(path: Path) -> ModelArtifact:
     return ModelArtifact(path, desc, weights)
 
 
+def _details(gen: dict, model: dict) -> str:
+    """The generator's shape in words: as its family wrote it, or (files written before
+    families) pix2pixHD's from the config."""
+    if "details" in gen:
+        return str(gen["details"])
+    return f"ngf {model['ngf']}, {model['n_downsample']} down, {model['n_blocks']} blocks"
+
+
 def summary(desc: dict) -> list[tuple[str, str]]:
     """(field, value) lines for ``dcectl model info``."""
     inp, gen, sel = desc["input"], desc.get("generator", {}), desc.get("selection") or {}
@@ -195,11 +196,11 @@ def summary(desc: dict) -> list[tuple[str, str]]:
         ("phases generated", ", ".join(map(str, desc["phases"]))),
         (
             "generator",
-            f"{gen.get('architecture', '?')} (ngf {tcfg['model']['ngf']}, "
-            f"{tcfg['model']['n_downsample']} down, {tcfg['model']['n_blocks']} blocks), "
+            f"{gen.get('architecture', '?')} ({_details(gen, tcfg['model'])}), "
             f"{gen.get('in_channels')} → {gen.get('out_channels')} channels, "
             f"{gen.get('parameters', '?')} parameters",
         ),
+        ("sampling cost", f"{gen.get('evaluations_per_slice', 1)} network evaluation(s) / slice"),
         ("input slice", f"{inp['image_size']}² ({inp.get('resize', '')})"),
         ("normalisation", f"{norm['method']}{params} {scope}, to [0, 255]"),
         ("orientation", str(inp.get("orientation", ""))),

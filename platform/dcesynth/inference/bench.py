@@ -70,7 +70,8 @@ def bench_spec(model: Path | None, size: int):
 
     if model is not None:
         art = load_artifact(model)
-        return art.spec(), art.image_size, f"{model.name} (ngf {art.spec().config['model']['ngf']})"
+        gen = art.description.get("generator", {})
+        return art.spec(), art.image_size, f"{model.name} ({gen.get('architecture', '?')})"
     cfg = TrainConfig(phases=(1, 2, 3), model=BENCH_MODEL)
     torch.manual_seed(0)
     G = build_generator(cfg)

@@ -45,6 +45,13 @@ ACQUISITION = (
     "BodyPartExamined", "PatientPosition",
 )  # fmt: skip
 GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness")
+# DeidentificationMethod is LO: at most 64 characters per value (strict readers refuse longer
+# ones), and it may hold several values, so the statement is split into short ones.
+DEIDENTIFICATION_METHOD = [
+    "dcesynth predict --deidentify",
+    "patient and study identifiers and dates removed",
+    "source image references removed; UIDs replaced",
+]
 
 
 def _copy(dst: Dataset, src: Dataset, keys: tuple[str, ...]) -> None:
@@ -82,10 +89,7 @@ def series_base(
         ds.PatientBirthDate = ""
         ds.PatientSex = ""
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = (
-            "dcesynth predict --deidentify: patient and study identifiers, dates and source "
-            "references removed; UIDs replaced"
-        )
+        ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
         ds.StudyInstanceUID = generate_uid(entropy_srcs=[salt, pre.key, "study"])
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[salt, pre.key, "frame"])
         ds.StudyDate = ds.StudyTime = ds.StudyID = ds.AccessionNumber = ""

@@ -14,23 +14,33 @@ the input's own orientation and written to ``OUT/<patient>/``:
   of reference (DICOM inputs; :mod:`~dcesynth.inference.dicom_out`).
 
 ``OUT/predict.json`` lists what was written and every patient that failed, with why. Each
-patient's folder is built under a temporary name and renamed when complete.
+patient's folder is built under a temporary name, fsynced and renamed when complete;
+predict.json is written the same way. One process at a time writes OUT
+(:func:`dcesynth.locks.folder_lock`).
+
+Patient folders are named by :func:`dcesynth.names.safe_name` of the PatientID (or by the
+pseudonym with ``--deidentify``): a PatientID such as ``x/y`` or ``../../evil`` never names a
+path outside OUT, and ``x/y`` and ``x_y`` get two folders (predict.json maps each patient to
+its folder).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dcesynth.config import atomic_write_text
 from dcesynth.data.readers.common import CaseError
+from dcesynth.durable import TMP_PREFIX, replace_dir
 from dcesynth.inference.artifact import ModelArtifact, ModelError, load_artifact
 from dcesynth.inference.inputs import PatientInput, find_patients
+from dcesynth.locks import folder_lock
+from dcesynth.names import safe_name, unique_names, within
 
 
 @dataclass
@@ -62,7 +72,9 @@ def check_model(model: ModelArtifact, phases: tuple[int, ...] | None) -> tuple[i
             "window), not on scanner volumes: use `dcectl challenge predict` or its container"
         )
     gen = model.description.get("generator", {})
-    replicate = bool(model.description["train_config"]["model"].get("replicate_input", True))
+    # the generator's own record first (every family writes it); older files: the config's
+    tcfg_model = model.description["train_config"]["model"]
+    replicate = bool(gen.get("replicate_input", tcfg_model.get("replicate_input", True)))
     want = 3 if replicate else 1
     got = int(gen.get("in_channels", want))
     if got != want:
@@ -75,8 +87,9 @@ def check_model(model: ModelArtifact, phases: tuple[int, ...] | None) -> tuple[i
 
 
 def folder_name(key: str) -> str:
-    """A patient key as a folder name (path separators and odd characters → ``_``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", key).strip("._") or "patient"
+    """A patient key as a folder name inside OUT: :func:`dcesynth.names.safe_name` (a plain
+    key as it is; any other key readable plus a hash, so ``x/y`` and ``x_y`` stay apart)."""
+    return safe_name(key)
 
 
 @dataclass(frozen=True)
@@ -137,16 +150,25 @@ class PatientSource:
         return rs.apply(u8[:, None])[:, 0], rs
 
     def finish(self, i: int, fake: np.ndarray) -> str:
+        pre, u8 = self.read(i)
+        name = self.name(i)
+        final = within(self.out, name)  # a safe name already; checked to stay inside OUT
+        tmp = final.with_name(f"{TMP_PREFIX}{final.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            self._write(tmp, pre, u8, fake, name)
+            replace_dir(tmp, final)  # a full disk leaves the previous output as it was
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return name
+
+    def _write(self, tmp: Path, pre, u8: np.ndarray, fake: np.ndarray, name: str) -> None:
         import nibabel as nib
 
         from dcesynth.inference.dicom_out import series_base, write_series
 
-        pre, u8 = self.read(i)
-        name = self.name(i)
-        final = Path(self.out) / name
-        tmp = final.with_name(f".tmp-{name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         header = None
         if pre.nifti is not None:
             src = nib.load(str(pre.nifti))
@@ -180,9 +202,6 @@ class PatientSource:
                         salt=self.salt,
                     )
                     write_series(tmp / "dicom" / f"{kind}_{p:04d}", vol, pre, base, self.deidentify)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        return name
 
 
 def predict(
@@ -216,12 +235,35 @@ def predict(
         ModelError: a damaged or altered model, or one the request cannot meet.
         ValueError: no input found. Patients that cannot be used are in ``failed`` instead.
     """
+    out = Path(out)
+    with folder_lock(out, "predict"):  # a second predict into OUT is refused, naming this one
+        return _predict(
+            model, source, out, phases, deidentify, salt, dicom, device, batch, actors, address,
+            progress,
+        )  # fmt: skip
+
+
+def _predict(
+    model: Path,
+    source: Path,
+    out: Path,
+    phases: tuple[int, ...] | None,
+    deidentify: bool,
+    salt: str,
+    dicom: bool,
+    device: str,
+    batch: int,
+    actors: int,
+    address: str | None,
+    progress: bool | None,
+) -> PredictResult:
     from dcesynth.inference.engine import translate
 
     art = load_artifact(model)
     todo = check_model(art, phases)
     patients, bad, ignored = find_patients(Path(source), address)
-    out = Path(out)
+    # one folder per patient, distinct even where keys differ only in odd characters
+    unique_names(p.key for p in patients)
     out.mkdir(parents=True, exist_ok=True)
     src = PatientSource(
         tuple(patients),
@@ -267,5 +309,5 @@ def predict(
     }
     if not deidentify:
         record["input"] = str(Path(source).resolve())
-    (out / "predict.json").write_text(json.dumps(record, indent=1))
+    atomic_write_text(out / "predict.json", json.dumps(record, indent=1))
     return res

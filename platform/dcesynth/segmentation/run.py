@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dcesynth.cluster import error_line, init_ray
 from dcesynth.config import atomic_write_text
+from dcesynth.locks import folder_lock
 from dcesynth.progress import progress_bar
 from dcesynth.segmentation.backend import nnunet_dirs
 from dcesynth.segmentation.config import SegmentConfig
@@ -189,7 +190,20 @@ def run_study(
 
     Raises:
         ConfigError: bad inputs or settings, before any task starts.
+        FolderLocked: another process runs this study.
     """
+    # one process per study folder: a second one is refused, naming this one
+    with folder_lock(Path(cfg.study_dir).resolve(), "segment"):
+        return _run_study(cfg, resume, address, fault, progress)
+
+
+def _run_study(
+    cfg: SegmentConfig,
+    resume: bool,
+    address: str | None,
+    fault: dict | None,
+    progress: bool | None,
+) -> StudyResult:
     cfg, study, cases = open_study(cfg, resume, progress)
     init_ray(address)
     check_cluster(cfg, address)

@@ -1,49 +1,51 @@
-"""TrainConfig: pix2pixHD training, defaults equal to the study (and upstream pix2pixHD)."""
+"""TrainConfig: one training run, defaults equal to the study (and upstream pix2pixHD).
+
+The ``model`` section is a generator family's own config, chosen by its ``family`` key
+(``pix2pixhd``, the default, or ``rectified_flow``); an unknown family or a key of another
+family is an error naming what is valid. The rest (data, schedule, optimiser, workers) is
+shared by every family.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from dcesynth.config import StrictModel
+from dcesynth.models.flow.config import RectifiedFlowConfig
+from dcesynth.models.pix2pixhd.config import LossConfig, Pix2PixHDConfig
 
 # the smallest crop_size: below it the multiscale discriminator's coarser scales see only a
 # few pixels of each window
 MIN_CROP = 16
 
 
-class ModelConfig(StrictModel):
-    generator: Literal["global", "local"] = "global"
-    ngf: int = Field(64, ge=1, description="generator filters (local: of the full-res branch)")
-    n_downsample: int = Field(4, ge=1, le=7)
-    n_blocks: int = Field(9, ge=0)
-    n_blocks_local: int = Field(3, ge=0)
-    ndf: int = Field(64, ge=1)
-    n_layers_d: int = Field(3, ge=1)
-    num_d: int = Field(2, ge=1)
-    replicate_input: bool = Field(True, description="pre slice replicated to 3 channels (study)")
-    replicate_single_phase: bool = Field(True, description="one phase → 3 channels (study)")
-
-    @property
-    def divisor(self) -> int:
-        return 2 ** (self.n_downsample + (1 if self.generator == "local" else 0))
+def _family(value: Any) -> str:
+    """The ``family`` of a ``model`` section; absent means pix2pixhd (configs written before
+    there were families load unchanged)."""
+    if isinstance(value, dict):
+        return value.get("family", DEFAULT_FAMILY)
+    return getattr(value, "family", DEFAULT_FAMILY)
 
 
-class LossConfig(StrictModel):
-    lambda_adv: float = Field(1.0, ge=0)
-    lambda_fm: float = Field(10.0, ge=0)
-    lambda_per: float = Field(10.0, ge=0)
-    perceptual_network: Literal["vgg19_imagenet", "vgg19_random"] = Field(
-        "vgg19_imagenet", description="vgg19_random is NOT the study's loss; runs record it"
-    )
-    weights_dir: Path | None = Field(None, description="where vgg19-dcbb9e9d.pth lives")
-    # not in the study (it names both as future work); 0 / 1 keep the study's losses
-    lambda_l1: float = Field(0.0, ge=0, description="pixel L1 reconstruction (not the study)")
-    lesion_weight: float = Field(
-        1.0, ge=1, description="weight of lesion pixels (the mask) in the L1 term"
-    )
+DEFAULT_FAMILY = "pix2pixhd"
+# every generator family's config, by its `family` name (training/families.py holds the code)
+FAMILY_CONFIGS: dict[str, type[StrictModel]] = {
+    "pix2pixhd": Pix2PixHDConfig,
+    "rectified_flow": RectifiedFlowConfig,
+}
+GeneratorConfig = Annotated[
+    Annotated[Pix2PixHDConfig, Tag("pix2pixhd")]
+    | Annotated[RectifiedFlowConfig, Tag("rectified_flow")],
+    Discriminator(
+        _family,
+        custom_error_type="unknown_family",
+        custom_error_message=f"unknown generator family; valid: {', '.join(FAMILY_CONFIGS)}",
+    ),
+]
+ModelConfig = Pix2PixHDConfig  # the study's (and the default) family
 
 
 class TrainConfig(StrictModel):
@@ -82,8 +84,11 @@ class TrainConfig(StrictModel):
     max_failures: int = Field(
         2, ge=0, description="worker-failure retries from the last checkpoint"
     )
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
+    model: GeneratorConfig = Field(
+        default_factory=Pix2PixHDConfig,
+        description="the generator: a family's own config, chosen by `family` (default pix2pixhd)",
+    )
+    loss: LossConfig = Field(default_factory=LossConfig, description="pix2pixHD's losses")
 
     @field_validator("phases")
     @classmethod
@@ -91,6 +96,11 @@ class TrainConfig(StrictModel):
         if len(set(v)) != len(v) or list(v) != sorted(v) or min(v) < 1:
             raise ValueError(f"phases are distinct increasing post-phase numbers, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _family_settings(self) -> TrainConfig:
+        self.model.check_training(self.loss)  # e.g. a flow refuses pix2pixHD's loss settings
+        return self
 
     @model_validator(mode="after")
     def _crop_size(self) -> TrainConfig:
@@ -101,19 +111,25 @@ class TrainConfig(StrictModel):
             ok = -(-MIN_CROP // d) * d  # the smallest allowed value
             raise ValueError(
                 f"crop_size: {size} must be >= {MIN_CROP} and a multiple of the model's "
-                f"divisor {d} (2**model.n_downsample, twice that for the local generator), "
+                f"divisor {d} (pix2pixhd: 2**model.n_downsample, twice that for the local "
+                "generator; rectified_flow: 2**(len(model.channels) - 1)), "
                 f"e.g. {ok}, {ok + d} or {ok + 2 * d}; or None for whole slices"
             )
         return self
 
     @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
     def in_channels(self) -> int:
-        return 3 if self.model.replicate_input else 1
+        """Channels of the pre-contrast input the generator takes."""
+        return self.model.in_channels()
 
     @property
     def out_channels(self) -> int:
-        single = len(self.phases) == 1 and self.model.replicate_single_phase
-        return 3 if single else len(self.phases)
+        """Channels the generator writes."""
+        return self.model.out_channels(len(self.phases))
 
 
 def learning_rate(epoch: int, cfg: TrainConfig) -> float:

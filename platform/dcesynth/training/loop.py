@@ -1,11 +1,13 @@
-"""The pix2pixHD training loop that every Ray Train worker runs (``train_loop_per_worker``).
+"""The training loop that every Ray Train worker runs (``train_loop_per_worker``), for every
+generator family: the family builds its networks and its step (training/families/), the loop
+does the rest the same way for all.
 
-Distributed steps, in order: Ray Train picks the device and wraps G and D in DDP
-(``prepare_model``); each worker streams its shard of the training split
-(``get_dataset_shard``); gradients are averaged by DDP in ``backward``; losses are averaged over
-workers with ``all_reduce``; every epoch all workers call ``ray.train.report`` and rank 0
-attaches a checkpoint every ``checkpoint_every`` epochs. After a worker failure Ray restarts the
-group and ``get_checkpoint`` hands back the last checkpoint.
+Distributed steps, in order: Ray Train picks the device and wraps each network (pix2pixHD's G
+and D, the flow's UNet) in DDP (``prepare_model``); each worker streams its shard of the
+training split (``get_dataset_shard``); gradients are averaged by DDP in ``backward``; losses
+are averaged over workers with ``all_reduce``; every epoch all workers call
+``ray.train.report`` and rank 0 attaches a checkpoint every ``checkpoint_every`` epochs. After
+a worker failure Ray restarts the group and ``get_checkpoint`` hands back the last checkpoint.
 """
 
 from __future__ import annotations
@@ -19,34 +21,18 @@ import torch
 import torch.distributed as dist
 
 from dcesynth.data.dataset import model_range_collate
-from dcesynth.models import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
-from dcesynth.training.checkpoints import load_state
+from dcesynth.durable import append_line
+from dcesynth.training.checkpoints import load_state, save_state
 from dcesynth.training.config import TrainConfig, learning_rate
-from dcesynth.training.step import LOSS_NAMES, GanStep, channels_last
+from dcesynth.training.families import family
+from dcesynth.training.families.pix2pixhd import build_discriminator, model_io
+from dcesynth.training.step import channels_last
 from dcesynth.training.validation import validation_metrics, write_samples
 
 
 def build_generator(cfg: TrainConfig) -> torch.nn.Module:
-    m = cfg.model
-    if m.generator == "local":
-        return LocalEnhancer(
-            cfg.in_channels, cfg.out_channels, m.ngf, m.n_downsample, m.n_blocks, m.n_blocks_local
-        )
-    return GlobalGenerator(cfg.in_channels, cfg.out_channels, m.ngf, m.n_downsample, m.n_blocks)
-
-
-def build_discriminator(cfg: TrainConfig) -> torch.nn.Module:
-    m = cfg.model
-    return MultiscaleDiscriminator(cfg.in_channels + cfg.out_channels, m.ndf, m.n_layers_d, m.num_d)
-
-
-def model_io(
-    pre: torch.Tensor, post: torch.Tensor, cfg: TrainConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input and target channels as the study used them (replicated to 3 where configured)."""
-    x = pre.expand(-1, 3, -1, -1) if cfg.model.replicate_input else pre
-    y = post.expand(-1, 3, -1, -1) if cfg.out_channels == 3 and post.shape[1] == 1 else post
-    return x, y
+    """A freshly initialised generator of the config's family."""
+    return family(cfg).generator(cfg)
 
 
 def rotate(batch: dict, p: float, gen: torch.Generator) -> None:
@@ -119,15 +105,15 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.seed)  # identical initial weights on every worker
 
     # --- models, wrapped in DDP by Ray Train ----------------------------------------------
-    G = ray.train.torch.prepare_model(build_generator(cfg))
-    D = ray.train.torch.prepare_model(build_discriminator(cfg))
+    fam = family(cfg)
+    nets = {k: ray.train.torch.prepare_model(net) for k, net in fam.networks(cfg).items()}
     if channels_last(cfg, device):
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        nets = {k: net.to(memory_format=torch.channels_last) for k, net in nets.items()}
     if cfg.compile:  # after DDP, as PyTorch recommends; _unwrap peels both wrappers
-        G, D = torch.compile(G), torch.compile(D)
+        nets = {k: torch.compile(net) for k, net in nets.items()}
     # vgg_weights: verified by the driver; None: vgg19_random
-    step = GanStep(G, D, cfg, device, config.get("vgg_weights"))
-    opt_g, opt_d = step.opt_g, step.opt_d
+    step = fam.step(nets, cfg, device, config.get("vgg_weights"))
+    G = nets["G"]
 
     # --- resume: Ray hands back the last reported checkpoint after a failure or --resume ----
     start = 0
@@ -137,10 +123,10 @@ def train_loop_per_worker(config: dict) -> None:
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = load_state(Path(d) / "state.pt", map_location=device)
-        _unwrap(G).load_state_dict(state["G"])
-        _unwrap(D).load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        for k, net in nets.items():
+            _unwrap(net).load_state_dict(state[k])
+        for k, opt in step.optimizers.items():
+            opt.load_state_dict(state[k])
         start = state["epoch"]
     if rank == 0:
         _truncate_metrics(run_dir / "metrics.jsonl", start)
@@ -155,11 +141,11 @@ def train_loop_per_worker(config: dict) -> None:
         if epoch + 1 >= fault.get("always_crash", math.inf):  # fault injection: every attempt
             raise RuntimeError(f"injected persistent failure in epoch {epoch + 1}")
         lr = learning_rate(epoch, cfg)
-        for opt in (opt_g, opt_d):
+        for opt in step.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr
         gen = torch.Generator().manual_seed(hash((cfg.seed, epoch, rank)) % 2**31)
-        n_loss = len(LOSS_NAMES)
+        n_loss = len(step.loss_names)
         sums = torch.zeros(n_loss + 1, device=device)  # the losses (sample-weighted), samples
         G.train()
         batches = shard.iter_torch_batches(
@@ -168,9 +154,9 @@ def train_loop_per_worker(config: dict) -> None:
         for step_i, batch in enumerate(batches):
             rotate(batch, cfg.rotate_p, gen)
             random_crop(batch, cfg.crop_size, gen)  # None: no draws, as before crops existed
-            x, y = model_io(batch["pre"], batch["post"], cfg)
-            n = x.shape[0]
-            vals = step(x, y, batch["mask"])  # DDP all-reduces gradients in backward
+            n = batch["pre"].shape[0]
+            # DDP all-reduces gradients in backward; gen: the family's own draws (flow noise)
+            vals = step(batch["pre"], batch["post"], batch["mask"], gen)
             if fault.get("nan_at") == [epoch, step_i]:
                 vals[1] = float("nan")  # fault injection (tests): a diverged step
             bad = torch.tensor([0.0 if torch.isfinite(vals).all() else 1.0], device=device)
@@ -181,8 +167,7 @@ def train_loop_per_worker(config: dict) -> None:
                 if hook is not None and rank == 0:
                     stop.update(hook(stop, val))  # a sweep needs its objective in every report
                 if rank == 0:
-                    with (run_dir / "metrics.jsonl").open("a") as f:
-                        f.write(json.dumps(stop) + "\n")
+                    append_line(run_dir / "metrics.jsonl", json.dumps(stop))
                 ray.train.report(stop)
                 return  # the last good checkpoint stays the latest one
             sums[:n_loss] += vals * n
@@ -193,42 +178,40 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {
             "epoch": epoch + 1,
             "lr": lr,
-            **{k: float(v) / count for k, v in zip(LOSS_NAMES, sums[:n_loss], strict=True)},
+            **{k: float(v) / count for k, v in zip(step.loss_names, sums[:n_loss], strict=True)},
         }
         if rank == 0:
             metrics.update(validation_metrics(_unwrap(G), val, cfg, device))
-            metrics["perceptual_network"] = cfg.loss.perceptual_network
+            metrics.update(fam.epoch_facts(cfg))
             if hook is not None:  # e.g. a sweep's objective, computed from the metrics above
                 metrics.update(hook(metrics, val))
-        _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device)
+        _report(metrics, nets, step.optimizers, cfg, epoch, rank, run_dir, val, device)
         if fault.get("crash_at_epoch") == epoch + 1 and not Path(fault["marker"]).exists():
             Path(fault["marker"]).touch()  # fault injection (tests): a worker dies once
             raise RuntimeError(f"injected failure after epoch {epoch + 1}")
 
 
-def _report(metrics, G, D, opt_g, opt_d, cfg, epoch, rank, run_dir, val, device) -> None:
+def _report(metrics, nets, optimizers, cfg, epoch, rank, run_dir, val, device) -> None:
     import ray.train
 
     save = (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
     # a path below the Train run's folder (the run directory): checkpoints/epoch_NNN
     name = f"checkpoints/epoch_{epoch + 1:03d}" if save else None
     if rank == 0:  # rank 0 alone writes the run directory and the checkpoint
-        with (run_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        append_line(run_dir / "metrics.jsonl", json.dumps(metrics))  # fsynced, never half
     if rank != 0 or not save:
         ray.train.report(metrics, checkpoint_dir_name=name)
         return
-    write_samples(_unwrap(G), val, cfg, device, run_dir / "samples" / f"{Path(name).name}.png")
+    G = _unwrap(nets["G"])
+    write_samples(G, val, cfg, device, run_dir / "samples" / f"{Path(name).name}.png")
     with tempfile.TemporaryDirectory() as tmp:
         state = {
-            "G": _unwrap(G).state_dict(),
-            "D": _unwrap(D).state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
+            **{k: _unwrap(net).state_dict() for k, net in nets.items()},  # G (and D)
+            **{k: opt.state_dict() for k, opt in optimizers.items()},  # opt_g (and opt_d)
             "epoch": epoch + 1,
             "config": cfg.model_dump(mode="json"),
         }
-        torch.save(state, Path(tmp) / "state.pt")
+        save_state(state, Path(tmp) / "state.pt")  # temp sibling, fsync, rename
         ray.train.report(
             metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name
         )

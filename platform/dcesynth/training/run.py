@@ -2,10 +2,17 @@
 
 Run directory ``<runs_dir>/<name>/``: ``config.yaml`` (resolved), ``checkpoints/epoch_NNN/``,
 ``metrics.jsonl``, ``samples/``, ``loss_curve.png``. Every input is checked before Ray starts.
+
+One process at a time trains in a run folder (:func:`dcesynth.locks.folder_lock`; a sweep's
+trials are covered by the sweep's own lock). A checkpoint that does not load (cut short by a
+full disk, copied half-way) is never resumed from: it is set aside as ``checkpoints/broken-
+epoch_NNN`` with a warning, the previous one is used, and metrics.jsonl is cut back to it —
+both after a failed run and when resuming (:mod:`dcesynth.training.resume`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +25,17 @@ from pathlib import Path
 import yaml
 
 from dcesynth.config import ConfigError, atomic_write_text, to_yaml
+from dcesynth.durable import (
+    MACHINE_ERRNOS,
+    MachineError,
+    complete_lines,
+    describe_os_error,
+    os_error_of,
+)
+from dcesynth.locks import folder_lock
 from dcesynth.training.config import TrainConfig
+from dcesynth.training.families import family
+from dcesynth.training.resume import checkpoint_dirs, prepare_resume, set_aside_broken
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +73,13 @@ def check(cfg: TrainConfig) -> dict:
     size = manifest["image_size"]
     if size % cfg.model.divisor:
         raise ConfigError(
-            f"`model.n_downsample`: image size {size} is not divisible by "
+            f"`{cfg.model.divisor_key}`: image size {size} is not divisible by "
             f"{cfg.model.divisor}; use fewer downsamplings or another size"
         )
     for split in ("train", "val"):
         if split not in manifest["counts"]["slices"]:
             raise ConfigError(f"`dataset`: no {split!r} split in {cfg.dataset}")
-    if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
+    if family(cfg).needs_vgg(cfg):
         try:
             resolve(VGG19_IMAGENET, cfg.loss.weights_dir)
         except WeightsError as e:
@@ -73,16 +90,26 @@ def check(cfg: TrainConfig) -> dict:
     return manifest
 
 
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """The run's complete checkpoint directories, oldest first."""
-    return sorted(p.parent for p in (run_dir / "checkpoints").glob("epoch_*/state.pt"))
-
-
 def load_run_config(run_dir: Path) -> TrainConfig:
-    path = Path(run_dir) / "config.yaml"
+    """The saved config of the run in ``run_dir``, pointed at ``run_dir`` itself: a run that
+    was copied or moved resumes where it now is, never into the folder it came from.
+
+    Raises:
+        ConfigError: no config.yaml there, or the folder's name is not a valid run `name`.
+    """
+    run_dir = Path(run_dir).resolve()
+    path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml, not a run directory")
-    return TrainConfig.model_validate(yaml.safe_load(path.read_text()))
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a run config (a {type(data).__name__})")
+    # the saved runs_dir/name say where the run was made; the folder says where it is
+    data = {**data, "runs_dir": str(run_dir.parent), "name": run_dir.name}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValueError as e:
+        raise ConfigError(f"--resume {run_dir}: {path} does not validate: {e}") from None
 
 
 def val_subset(cfg: TrainConfig, manifest: dict) -> dict:
@@ -167,7 +194,28 @@ def train(
     Raises:
         ConfigError: before Ray starts, for any unusable input.
         TrainingError: when the run stopped early (NaN loss), naming epoch, step and checkpoint.
+        FolderLocked: another process trains in this run folder.
+        MachineError: the machine stopped the run (a full disk…), in one line; no checkpoint
+            that does not load is left behind, and ``--resume`` continues from the last good one.
     """
+    manifest = check(cfg)
+    run_dir = (Path(cfg.runs_dir) / cfg.name).resolve()
+    # a sweep's trial is covered by the sweep's lock (and may be retried on another node)
+    lock = folder_lock(run_dir, "train") if not report_to_tune else contextlib.nullcontext()
+    with lock:  # a second training in this run folder is refused, naming this one
+        return _train(cfg, run_dir, manifest, resume, address, fault, metrics_hook, report_to_tune)
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    manifest: dict,
+    resume: bool,
+    address: str | None,
+    fault: dict | None,
+    metrics_hook: Callable[[dict, dict], dict] | None,
+    report_to_tune: bool,
+) -> TrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -176,8 +224,6 @@ def train(
     from dcesynth.training.loop import train_loop_per_worker
     from dcesynth.weights import VGG19_IMAGENET, resolve
 
-    manifest = check(cfg)
-    run_dir = (Path(cfg.runs_dir) / cfg.name).resolve()
     if resume and not run_dir.is_dir():
         raise ConfigError(f"--resume: no run at {run_dir}")
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
@@ -188,9 +234,9 @@ def train(
     # and transform tasks; with only as many as workers the data pipeline never starts.
     init_ray(address, num_cpus=max(os.cpu_count() or 1, cfg.workers) + 2)
     vgg = None
-    if cfg.loss.lambda_per > 0 and cfg.loss.perceptual_network == "vgg19_imagenet":
+    if family(cfg).needs_vgg(cfg):
         vgg = str(resolve(VGG19_IMAGENET, cfg.loss.weights_dir))
-    latest = (checkpoint_dirs(run_dir) or [None])[-1] if resume else None
+    latest = prepare_resume(run_dir) if resume else None
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -226,10 +272,21 @@ def train(
         else:
             with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs):
                 trainer.fit()
+    except Exception as e:
+        good = set_aside_broken(run_dir)  # nothing that does not load stays a checkpoint
+        oe = os_error_of(e)
+        if oe is not None and oe.errno in MACHINE_ERRNOS:
+            raise MachineError(
+                oe.errno,
+                f"training {run_dir} stopped: {describe_os_error(oe, run_dir)}; last good "
+                f"checkpoint: {good or 'none'}; fix that, then `dcectl train --resume {run_dir}`",
+                str(oe.filename) if oe.filename else None,
+            ) from e
+        raise
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, sigint)
-    metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    metrics = [json.loads(ln) for ln in complete_lines(run_dir / "metrics.jsonl")]
     plot_losses(metrics, run_dir / "loss_curve.png")
     done = max((m["epoch"] for m in metrics if "loss_g" in m), default=0)
     stopped = [m for m in metrics if m.get("stopped")]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from dcesynth.models.losses import (
+from dcesynth.models.pix2pixhd.losses import (
     PerceptualLoss,
     feature_matching_loss,
     lsgan_loss,

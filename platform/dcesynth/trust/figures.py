@@ -69,7 +69,8 @@ def uncertainty_figure(pairs, real, mean, spread, unc: dict, path: Path, n: int 
         for ax, img, title in zip(
             row,
             (pairs.pre[j], mean[j, 0], np.abs(mean[j, 0] - real[j, 0]), spread[j, 0]),
-            ("pre", "synthetic (ensemble mean)", "|error|", "uncertainty (ensemble SD)"),
+            # SD: the checkpoints' spread, with the generator's own samples' where it samples
+            ("pre", "synthetic (ensemble mean)", "|error|", "uncertainty (SD)"),
             strict=True,
         ):
             ax.imshow(img, cmap="gray" if "|" not in title and "SD" not in title else "magma")

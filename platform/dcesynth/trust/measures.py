@@ -14,7 +14,8 @@ Each function takes numbers and returns numbers, so each has a known-answer test
 * **Fairness** (:func:`stratified`): a per-case metric by stratum with bootstrap confidence
   intervals over cases (slices of one case are not independent), and a flag for a stratum
   whose difference to the rest has a confidence interval entirely on the worse side.
-* **Uncertainty** (:func:`ensemble_spread`): the per-pixel standard deviation over an ensemble
+* **Uncertainty** (:func:`ensemble_spread`, :func:`combined_spread` with a sampling
+  generator's own K-sample spread): the per-pixel standard deviation over an ensemble
   of generators.
 """
 
@@ -174,6 +175,36 @@ def ensemble_spread(outputs: np.ndarray) -> np.ndarray:
     if outputs.ndim < 2 or len(outputs) < 2:
         raise ValueError(f"an ensemble needs ≥ 2 members, got shape {outputs.shape}")
     return outputs.std(0)
+
+
+def combined_spread(
+    ensemble: np.ndarray, samples: list[np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The per-pixel SD of the pooled predictive distribution of an ensemble whose members may
+    each draw several samples (law of total variance: the spread of the members' means plus
+    the mean of their own sample variances; a member that does not sample adds 0).
+
+    Args:
+        ensemble: (N, ...) the SD over the members' outputs (:func:`ensemble_spread`).
+        samples: per member, the (N, ...) SD of its own samples, or None if it draws none.
+
+    Returns:
+        (total SD, the samples' part: sqrt of the members' mean sample variance, or None when
+        no member samples).
+
+    Raises:
+        ValueError: no members, or a member's spread of another shape.
+    """
+    ensemble = np.asarray(ensemble, np.float64)
+    if not samples:
+        raise ValueError("combined_spread: no members")
+    drawn = [np.asarray(s, np.float64) for s in samples if s is not None]
+    if bad := [s.shape for s in drawn if s.shape != ensemble.shape]:
+        raise ValueError(f"sample spreads of shapes {bad}, the ensemble's is {ensemble.shape}")
+    if not drawn:
+        return ensemble, None
+    within = np.sqrt(sum(s * s for s in drawn) / len(samples))
+    return np.sqrt(ensemble * ensemble + within * within), within
 
 
 def spearman(x, y) -> float:

@@ -36,6 +36,17 @@ def _synthetic(run, ckpt: Path, pre: np.ndarray, device: str) -> np.ndarray:
     return np.clip(np.rint(generate(G, pre, run.cfg, device)), 0, 255).astype(np.uint8)
 
 
+def _member_outputs(run, ckpt: Path, pre: np.ndarray, device: str):
+    """uint8 (N, P, S, S) as :func:`_synthetic`, and the generator's own per-pixel sample
+    spread on the same scale (float (N, P, S, S); None for a family that draws no samples) —
+    from the same samples, so it costs nothing more."""
+    from dcesynth.training.validation import generate_with_spread
+
+    G = run.generator(ckpt, device)
+    out, sd = generate_with_spread(G, pre, run.cfg, device)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), sd
+
+
 def _feature_spaces(cfg: TrustConfig, device: str) -> dict:
     """name → function (N, S, S) uint8 → (N, d): pixels always, a network when configured."""
     spaces = {"pixels": lambda x: M.downsampled(x, cfg.pixel_size)}
@@ -134,19 +145,40 @@ def fairness(cfg, pairs, real, syn, phases, strata) -> list[dict]:
 
 
 def uncertainty(cfg, run, pairs, real, device) -> tuple[dict, np.ndarray, np.ndarray]:
-    """The ensemble's spread, how it predicts error, and the give-real-contrast flag."""
+    """The ensemble's spread — with the members' own sample spread where their family draws
+    samples — how it predicts error, and the give-real-contrast flag (which reads the total)."""
     members = ensemble_members(cfg, run)
-    outs = np.stack([_synthetic(r, ck, pairs.pre, device)[:, _idx(r, run)] for r, ck in members])
-    spread = M.ensemble_spread(outs.astype(np.float64))  # (N, P, S, S)
+    outs, sample_sds = [], []
+    for r, ck in members:
+        out, sd = _member_outputs(r, ck, pairs.pre, device)
+        outs.append(out[:, _idx(r, run)])
+        sample_sds.append(None if sd is None else sd[:, _idx(r, run)])
+    outs = np.stack(outs)
+    ens = M.ensemble_spread(outs.astype(np.float64))  # (N, P, S, S)
+    spread, samples = M.combined_spread(ens, sample_sds)
     mean = outs.astype(np.float64).mean(0)
     body = (pairs.pre > 10)[:, None]  # pixels inside the body
-    slice_unc = (spread * body).sum((1, 2, 3)) / np.maximum(
-        body.sum((1, 2, 3)) * spread.shape[1], 1
-    )
+
+    def per_slice(sd: np.ndarray) -> np.ndarray:
+        return (sd * body).sum((1, 2, 3)) / np.maximum(body.sum((1, 2, 3)) * sd.shape[1], 1)
+
+    slice_unc = per_slice(spread)
     slice_err = np.abs(mean - real).mean((1, 2, 3))
     cases = list(dict.fromkeys(pairs.case_id.tolist()))
     case_unc = {c: float(slice_unc[pairs.case_id == c].mean()) for c in cases}
     case_err = {c: float(slice_err[pairs.case_id == c].mean()) for c in cases}
+
+    def source(sd: np.ndarray | None) -> dict | None:
+        """One source's mean spread in the body and how its case means rank the case MAE."""
+        if sd is None:
+            return None
+        s = per_slice(sd)
+        by_case = [float(s[pairs.case_id == c].mean()) for c in cases]
+        return {
+            "mean": float(s.mean()),
+            "spearman_case": M.spearman(by_case, [case_err[c] for c in cases]),
+        }
+
     order = np.argsort(slice_unc)
     fifth = max(1, len(order) // 5)
     thr = float(np.quantile(list(case_unc.values()), cfg.flag_quantile))
@@ -156,6 +188,10 @@ def uncertainty(cfg, run, pairs, real, device) -> tuple[dict, np.ndarray, np.nda
     return (
         {
             "members": [f"{r.path.name}/epoch {ck.name}" for r, ck in members],
+            # where the uncertainty comes from: the checkpoints' disagreement and the
+            # generator's own samples (None: no member's family draws samples)
+            "sources": {"checkpoints": source(ens), "samples": source(samples)},
+            "sampling_members": sum(sd is not None for sd in sample_sds),
             "spearman_case": M.spearman([case_unc[c] for c in cases], [case_err[c] for c in cases]),
             "spearman_slice": M.spearman(slice_unc, slice_err),
             "mae_most_certain_fifth": float(slice_err[order[:fifth]].mean()),

@@ -114,6 +114,27 @@ def _f(v, d: int = 3) -> str:
     return f"{v:.{d}f}"
 
 
+def _sources_line(u: dict) -> str:
+    """Where the uncertainty comes from: the checkpoints, and the generator's own samples
+    where its family draws them (records written before these sources: nothing to say)."""
+    src = u.get("sources")
+    if not src:
+        return ""
+    ck = src["checkpoints"]
+    line = (
+        f"- spread of the checkpoints: mean SD {_f(ck['mean'], 2)} in the body "
+        f"(case rank correlation with MAE {_f(ck['spearman_case'])})"
+    )
+    if (sm := src.get("samples")) is None:
+        return line + "; the generator draws no samples, so this is the uncertainty"
+    return line + (
+        f"; of the generator's own samples ({u['sampling_members']} of "
+        f"{len(u['members'])} members draw them): mean SD {_f(sm['mean'], 2)} "
+        f"(rank correlation {_f(sm['spearman_case'])}); the uncertainty below is both "
+        "together, √(checkpoints² + samples²)"
+    )
+
+
 def markdown(rec: dict, folder: Path) -> str:
     """The report's Trust section (figures linked relative to report/)."""
     lines = [
@@ -168,6 +189,7 @@ def markdown(rec: dict, folder: Path) -> str:
     missed = [c for c, m in u["missed"].items() if m]
     lines += [
         "### Uncertainty — an ensemble of " + ", ".join(u["members"]) + "\n",
+        _sources_line(u),
         f"- rank correlation of case uncertainty with case MAE: {_f(u['spearman_case'])}"
         f" (slices: {_f(u['spearman_slice'])})",
         f"- MAE of the most certain fifth of slices {_f(u['mae_most_certain_fifth'], 2)}"

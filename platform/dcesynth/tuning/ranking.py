@@ -5,10 +5,12 @@ Trials that generate different phases are compared on the phases they all genera
 when single- and joint-phase trials are mixed), so that one table ranks like with like.
 
 Writes into the sweep folder: ``sweep_results.csv`` (a row per trial: status, parameters,
-last anchored SAMe, its best checkpoint and that checkpoint's population SAMe, error),
-``table1.{csv,md}`` (the top checkpoints, Table 1 style, with the real-pre-vs-real-post
-baseline), ``best_config.yaml`` (the best trial's training config, ready for ``dcectl train``),
-``sweep_params.png`` (each parameter vs population SAMe) and ``selection.json``.
+last anchored SAMe, its best checkpoint and that checkpoint's population SAMe, its generator
+family and sampling cost — network evaluations and seconds per slice — and error),
+``table1.{csv,md}`` (the top checkpoints, Table 1 style, with family and sampling cost, and the
+real-pre-vs-real-post baseline), ``best_config.yaml`` (the best trial's training config, ready
+for ``dcectl train``), ``sweep_params.png`` (each parameter vs population SAMe) and
+``selection.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,23 @@ def _short(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return json.dumps(v) if isinstance(v, list) else str(v)
+
+
+def sampling_cost(run_dir: Path) -> dict:
+    """A run's generator family and sampling cost as its validation measured it: network
+    evaluations per slice and the median seconds per slice over its epochs (the median: the
+    first epoch also pays one-off start-up). Empty values when the run recorded none."""
+    import statistics
+
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = [json.loads(ln) for ln in lines if ln.strip()]
+    secs = [r["sample_s_per_slice"] for r in rows if "sample_s_per_slice" in r]
+    nfe = next((r["nfe_per_slice"] for r in reversed(rows) if "nfe_per_slice" in r), None)
+    return {
+        "s_per_slice": f"{statistics.median(secs):.3g}" if secs else "",
+        "nfe_per_slice": "" if nfe is None else str(nfe),
+    }
 
 
 def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
@@ -77,19 +96,27 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
                 table[f"{name}/epoch {epoch}"] = flat(summary)
     same = S.population_same(table, cfg.same_metrics) if table else {}
     best = S.select(same) if same else None
-    rows = []
+    rows, costs = [], {}
     for t in trials:
         mine = {k: v for k, v in same.items() if k.startswith(f"{t['trial']}/")}
         own = S.select(mine) if mine and any(math.isfinite(v) for v in mine.values()) else None
+        run = runs.get(t["trial"])
+        costs[t["trial"]] = {
+            "family": run.cfg.family if run else "",
+            **sampling_cost(sweep_dir / "runs" / t["trial"]),
+        }
         rows.append(
             {
                 "trial": t["trial"],
                 "status": _status(t, space.base.epochs),
                 "epochs": t["epochs"],
-                **{k: _short(v) for k, v in t["params"].items()},
+                # every parameter a column; blank where its `when` left it out of this trial
+                **{k: _short(t["params"][k]) if k in t["params"] else "" for k in space.parameters},
                 "anchored_same_last": t["anchored_same"],
                 "best_checkpoint": own.split("/")[1] if own else "",
                 "population_same": mine.get(own, math.nan) if own else math.nan,
+                # the sampling cost beside the quality: families are compared at their cost
+                **costs[t["trial"]],
                 "error": error_line(t["error"]),
             }
         )
@@ -104,15 +131,16 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
         top = sorted(same, key=lambda k: (not math.isfinite(same[k]), same[k]))[: space.top_k]
         metrics = [m for m in cfg.metrics if m in baseline]
         t_rows = [{"checkpoint": "real pre vs real post", **baseline, "same": None}]
-        t_rows += [{"checkpoint": k, **raw[k], "same": same[k]} for k in top]
+        t_rows += [
+            {"checkpoint": k, **costs[k.split("/")[0]], **raw[k], "same": same[k]} for k in top
+        ]
         title = (
             f"Top {len(top)} of {len(same)} checkpoints of {len(runs)} trials, validation split, "
             f"phases {phases}; SAMe over {', '.join(cfg.same_metrics)}"
             + (f"; not computed: {', '.join(cfg.left_out)}" if cfg.left_out else "")
         )
-        files += write_table(
-            t_rows, ["checkpoint"], [*metrics, "same"], sweep_dir / "table1", title
-        )
+        keys = ["checkpoint", "family", "nfe_per_slice", "s_per_slice"]
+        files += write_table(t_rows, keys, [*metrics, "same"], sweep_dir / "table1", title)
         trial, ep = best.split("/")
         best_cfg = runs[trial].cfg.model_copy(
             update={"name": f"{space.name}_best", "runs_dir": space.base.runs_dir}
@@ -154,17 +182,18 @@ def _plot(space: SearchSpace, rows: list[dict], path: Path) -> Path:
     ok = [r for r in rows if math.isfinite(r["population_same"])]
     for ax, k in zip(axes[0], keys, strict=True):
         p = space.parameters[k]
-        ys = [r["population_same"] for r in ok]
+        mine = [r for r in ok if r.get(k, "") != ""]  # trials this (conditional) one applied to
+        ys = [r["population_same"] for r in mine]
         if p.distribution in ("choice", "grid"):
             labels = [_short(v) for v in p.values]
-            xs = [labels.index(r[k]) for r in ok]
+            xs = [labels.index(r[k]) for r in mine]
             ax.set_xticks(range(len(labels)), labels, fontsize=7)
         else:
-            xs = [float(r[k]) for r in ok]
+            xs = [float(r[k]) for r in mine]
             if p.distribution == "loguniform":
                 ax.set_xscale("log")
         colour = {"stopped early": "tab:orange", "failed": "tab:red"}
-        colors = [colour.get(r["status"], "tab:blue") for r in ok]
+        colors = [colour.get(r["status"], "tab:blue") for r in mine]
         ax.scatter(xs, ys, c=colors)
         ax.set_xlabel(k)
     axes[0][0].set_ylabel("population SAMe (lower is better)")

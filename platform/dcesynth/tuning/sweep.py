@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from dcesynth.config import ConfigError, atomic_write_text, to_yaml
+from dcesynth.durable import append_line
+from dcesynth.locks import folder_lock
 from dcesynth.progress import interactive
+from dcesynth.tuning.conditional import DefineByRun, active
+from dcesynth.tuning.conditional import tune_value as _tune_value
 from dcesynth.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -66,26 +70,25 @@ class SweepResult:
     seconds: dict[str, float]  # wall time of the trials (Tune) and of the final ranking
 
 
-def _tune_value(v: Any) -> Any:
-    """A choice as Tune holds (and its live table shows) it: scalars as they are, lists and
-    mappings as their JSON text — Optuna's categorical distributions take scalars only."""
-    return v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
-
-
 def _decode(space: SearchSpace, config: dict) -> dict[str, Any]:
-    """Tune's sample → parameter values (choices come back from their Tune form)."""
+    """Tune's sample → the trial's parameter values (choices come back from their Tune form;
+    a conditional parameter whose ``when`` fails is left out)."""
     out = {}
     for key, p in space.parameters.items():
+        if key not in config:  # conditional: Optuna did not ask for it
+            continue
         v = config[key]
         if p.distribution in ("choice", "grid"):
             v = next(x for x in p.values if _tune_value(x) == v)
         out[key] = v
-    return out
+    return active(space.parameters, out)
 
 
 def _param_space(space: SearchSpace) -> dict:
     from ray import tune
 
+    if space.conditional and space.searcher.type == "optuna":
+        return {}  # Optuna's define-by-run space holds it (see _searcher)
     out = {}
     for key, p in space.parameters.items():
         if p.distribution == "uniform":
@@ -118,8 +121,8 @@ def run_trial(config: dict, space_json: dict, sweep_dir: str, fault: dict | None
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # died before its first checkpoint: start clean
     runs.mkdir(parents=True, exist_ok=True)
-    with (runs / f"{name}.starts.jsonl").open("a") as f:  # every (re)start of the trial
-        f.write(json.dumps({"params": params, "resume": resume}) + "\n")
+    # every (re)start of the trial, one fsynced line each
+    append_line(runs / f"{name}.starts.jsonl", json.dumps({"params": params, "resume": resume}))
     finished = _finished_report(run_dir, cfg.epochs) if resume else None
     if finished is not None:
         # the driver died after training ended but before Tune heard the last epoch: report
@@ -164,6 +167,10 @@ def _searcher(space: SearchSpace):
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=space.searcher.seed)
+    if space.conditional:
+        # define-by-run: a trial is asked only for the parameters its conditions give it
+        by_run = DefineByRun({k: p.model_dump() for k, p in space.parameters.items()})
+        return OptunaSearch(space=by_run, sampler=sampler, metric=OBJECTIVE, mode="min")
     return OptunaSearch(sampler=sampler, metric=OBJECTIVE, mode="min")
 
 
@@ -245,12 +252,9 @@ def sweep(
 
     Raises:
         ConfigError: before any trial starts, for an unusable space, dataset or cluster.
+        FolderLocked: another process runs this sweep.
     """
-    from ray import tune
-
     from dcesynth.training.run import check
-    from dcesynth.tuning.progress import EpochLog
-    from dcesynth.tuning.ranking import rank
 
     # Tune runs each trial in its own working directory: make every path absolute first
     space = space.model_copy(
@@ -259,11 +263,29 @@ def sweep(
             "storage_path": Path(space.storage_path).resolve(),
         }
     )
-    try:
-        check(space.base)  # the dataset, phases, weights: named errors before Ray starts
-    except ConfigError as e:
-        raise ConfigError(f"search space `base`: {e}") from None
+    for where, cfg in space.trial_bases().items():  # the base, or each family's trials
+        try:
+            check(cfg)  # the dataset, phases, weights: named errors before Ray starts
+        except ConfigError as e:
+            raise ConfigError(f"search space {where}: {e}") from None
     sweep_dir = (Path(space.storage_path) / space.name).resolve()
+    with folder_lock(sweep_dir, "sweep"):  # a second sweep here is refused, naming this one
+        return _sweep(space, sweep_dir, resume, address, fault, verbose)
+
+
+def _sweep(
+    space: SearchSpace,
+    sweep_dir: Path,
+    resume: bool,
+    address: str | None,
+    fault: dict | None,
+    verbose: int | None,
+) -> SweepResult:
+    from ray import tune
+
+    from dcesynth.tuning.progress import EpochLog
+    from dcesynth.tuning.ranking import rank
+
     state = sweep_dir / "tuner.pkl"
     if resume and not state.is_file():
         raise ConfigError(f"--resume: no sweep to resume at {sweep_dir}")

@@ -11,17 +11,25 @@ Layout of the dataset directory::
                              folders, so they can be fixed)
 
 Cases are prepared by Ray tasks (one per case) and written by the driver in case order. The
-dataset is built under a hidden ``.tmp-`` name beside ``out`` and renamed when complete, so an
-interrupted ingest leaves nothing that looks like a dataset.
+dataset is built under a hidden ``.tmp-`` name beside ``out``, fsynced, and renamed when
+complete (the manifest, its completion marker, is written last), so an interrupted ingest
+leaves nothing that looks like a dataset. One process at a time writes ``out``
+(:func:`dcesynth.locks.folder_lock`).
+
+A case is skipped only for a reason that is about the case. An ``OSError`` about the machine
+(a full disk, an I/O error, a refused permission) stops the ingest instead: nothing is marked
+complete, the error names the path and the space, and the re-run does the missing work. When
+no case at all can be used, every reason is listed and ``ingest_report.json`` is still written
+into ``out`` (which then holds that report only, and a later ingest may use it).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -41,6 +49,17 @@ from dcesynth.data.ingest.transforms import assign_splits, pseudonym
 from dcesynth.data.readers import nifti
 from dcesynth.data.readers.boxes import read_boxes
 from dcesynth.data.readers.common import CaseError
+from dcesynth.durable import (
+    TMP_PREFIX,
+    MachineError,
+    describe_os_error,
+    human_bytes,
+    os_error_of,
+    replace_dir,
+    tree_bytes,
+)
+from dcesynth.locks import folder_lock
+from dcesynth.names import safe_name
 from dcesynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -74,6 +93,8 @@ def _existing(out: Path, fingerprint: str, cfg: IngestConfig) -> dict | None:
     """The manifest of an identical dataset in ``out``; refuse anything else there."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
+    if out.is_dir() and [p.name for p in out.iterdir()] == ["ingest_report.json"]:
+        return None  # an ingest in which no case could be used: only its report
     manifest = out / "manifest.json"
     if not manifest.is_file():
         raise DatasetError(
@@ -158,22 +179,52 @@ def ingest(
     t0 = time.perf_counter()
     out = Path(out)
     src = resolve_source(source, cfg)
+    with folder_lock(out, "ingest"):  # a second ingest into out is refused, naming this one
+        res = _ingest(src, out, cfg, workers, address, progress)
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def _up_to_date(out: Path, old: dict) -> IngestResult:
+    log.info("%s is up to date (fingerprint %s): nothing to do", out, old["fingerprint"])
+    c = old["counts"]
+    report = out / "ingest_report.json"
+    rep = json.loads(report.read_text()) if report.is_file() else {}
+    return IngestResult(
+        out,
+        True,
+        c["cases"],
+        c["slices"],
+        rep.get("skipped", []),
+        ignored=rep.get("ignored", []),
+        source_format=old.get("source_format", ""),
+        notes=[old["source_note"]] if old.get("source_note") else [],
+    )
+
+
+def _pseudonyms(keys: list[str], salt: str) -> dict[str, str]:
+    """Each case key's pseudonym; two keys with one pseudonym would share files: refused."""
+    out: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for k in keys:
+        p = pseudonym(k, salt)
+        if p in owner:
+            raise DatasetError(f"cases {owner[p]!r} and {k!r} get one pseudonym {p}; change `salt`")
+        owner[p], out[k] = k, p
+    return out
+
+
+def _ingest(
+    src: Source,
+    out: Path,
+    cfg: IngestConfig,
+    workers: int | None,
+    address: str | None,
+    progress: bool | None,
+) -> IngestResult:
     fp = cfg.fingerprint(source_fingerprint([src.root, src.boxes, src.masks, cfg.split.file]))
     if old := _existing(out, fp, cfg):
-        log.info("%s is up to date (fingerprint %s): nothing to do", out, fp)
-        c = old["counts"]
-        report = out / "ingest_report.json"
-        rep = json.loads(report.read_text()) if report.is_file() else {}
-        return IngestResult(
-            out,
-            True,
-            c["cases"],
-            c["slices"],
-            rep.get("skipped", []),
-            ignored=rep.get("ignored", []),
-            source_format=old.get("source_format", ""),
-            notes=[old["source_note"]] if old.get("source_note") else [],
-        )
+        return _up_to_date(out, old)
     if src.note:
         log.info("%s", src.note)
     keys, files, errors, ignored = _cases(src, address, workers)
@@ -183,26 +234,26 @@ def ingest(
             f"SOURCE {src.root}: no case folders found (no DICOM image, no NIfTI tree "
             f"<case>/<case>_0000.nii.gz){left}"
         )
+    ids = _pseudonyms(keys, cfg.salt)
     boxes = read_boxes(src.boxes) if src.boxes else {}
     splits = _splits(keys, cfg)
-    for stale in out.parent.glob(f".tmp-{out.name}-*"):
+    # safe under the lock: no other ingest is writing beside out
+    for stale in out.parent.glob(f"{TMP_PREFIX}{out.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f"{TMP_PREFIX}{out.name}-{uuid.uuid4().hex[:8]}"
     (tmp / "volumes").mkdir(parents=True)
     skipped = [
-        {"source": k, "case_id": pseudonym(k, cfg.salt), "error": f"{k}: not in split.file"}
+        {"source": k, "case_id": ids[k], "error": f"{k}: not in split.file"}
         for k in keys
         if k not in splits
     ]
     skipped += [
-        {"source": k, "case_id": pseudonym(k, cfg.salt), "error": errors[k]}
-        for k in sorted(splits)
-        if k in errors
+        {"source": k, "case_id": ids[k], "error": errors[k]} for k in sorted(splits) if k in errors
     ]
     specs = [
         CaseSpec(
             k,
-            pseudonym(k, cfg.salt),
+            ids[k],
             splits[k],
             src.fmt,
             str(src.root),
@@ -216,17 +267,26 @@ def ingest(
         for k in sorted(splits)
         if k not in errors
     ]
+    # keys that are no plain file name: their mask is looked up under the safe name
+    names = {k: n for k in keys if (n := safe_name(k)) != k}
+    report = {"skipped": skipped, "ignored": ignored, **({"names": names} if names else {})}
     try:
         rows, writers = _run(specs, cfg, tmp, skipped, ignored, workers, address, progress)
-        _finish(tmp, out, cfg, src, fp, rows, writers, skipped, ignored)
-    except BaseException:
+        if not rows:
+            _all_failed(out, report, len(keys))
+        _finish(tmp, out, cfg, src, fp, rows, writers, report)
+    except BaseException as e:
+        written = tree_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        oe = os_error_of(e) if not isinstance(e, (MachineError, DatasetError)) else None
+        if oe is not None:
+            raise _machine_error(oe, out, written, len(specs)) from e
         raise
     for s in skipped:
         log.warning("skipped %s", s["error"])
     if ignored:
         log.info("%d files or series left out (see ingest_report.json)", len(ignored))
-    res = IngestResult(
+    return IngestResult(
         out,
         False,
         _count(rows),
@@ -236,8 +296,37 @@ def ingest(
         source_format=src.fmt,
         notes=[src.note] if src.note else [],
     )
-    res.wall_s = time.perf_counter() - t0
-    return res
+
+
+def _machine_error(e: OSError, out: Path, written: int, n_cases: int) -> MachineError:
+    """One line for an ingest stopped by the machine: what, where, how much space."""
+    need = ""
+    if e.errno == errno.ENOSPC:
+        need = (
+            f"; the unfinished dataset had reached {human_bytes(written)} "
+            f"({n_cases} case(s) to write), free at least that much more"
+        )
+    return MachineError(
+        e.errno or errno.EIO,
+        f"ingest into {out} stopped, nothing marked complete: {describe_os_error(e)}{need}; "
+        "then run the same command again (it redoes the missing cases)",
+        str(e.filename) if e.filename else None,
+    )
+
+
+def _all_failed(out: Path, report: dict, n_keys: int) -> None:
+    """No case could be used: write the report into ``out`` and list every reason."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ingest_report.json", json.dumps(report, indent=1))
+    reasons = [s["error"] for s in report["skipped"]]
+    shown = reasons[:50]
+    more = f"\n  … and {len(reasons) - 50} more" if len(reasons) > 50 else ""
+    raise DatasetError(
+        f"no case could be ingested ({n_keys} found); every reason:\n  - "
+        + "\n  - ".join(shown)
+        + more
+        + f"\nreport: {out / 'ingest_report.json'}"
+    )
 
 
 def _count(rows: list[dict]) -> dict[str, int]:
@@ -268,6 +357,10 @@ def _run(specs, cfg, tmp, skipped, ignored, workers, address, progress):
             spec, ref = pending.popleft()
             res = ray.get(ref)  # in submission order: shards come out the same on every run
             advance()
+            if res.get("machine"):  # the machine, not the case: stop, mark nothing complete
+                for _, r in pending:
+                    ray.cancel(r)
+                raise OSError(res["errno"], res["strerror"], res["filename"])
             if not res["ok"]:
                 skipped.append({"source": spec.key, "case_id": spec.case_id, "error": res["error"]})
                 continue
@@ -282,16 +375,12 @@ def _run(specs, cfg, tmp, skipped, ignored, workers, address, progress):
     return rows, writers
 
 
-def _finish(tmp, out, cfg, src, fp, rows, writers, skipped, ignored) -> None:
-    if not rows:
-        raise DatasetError(
-            f"no case could be ingested; first error: {skipped[0]['error'] if skipped else '-'}"
-        )
+def _finish(tmp, out, cfg, src, fp, rows, writers, report) -> None:
     pq.write_table(pa.Table.from_pylist(rows), tmp / "cases.parquet")
     counts = {
         "cases": _count(rows),
         "slices": {n: w.total_rows for n, w in writers.items()},
-        "skipped": len(skipped),
+        "skipped": len(report["skipped"]),
     }
     manifest = {
         "kind": "dcesynth-dataset",
@@ -307,7 +396,6 @@ def _finish(tmp, out, cfg, src, fp, rows, writers, skipped, ignored) -> None:
         "counts": counts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    report = {"skipped": skipped, "ignored": ignored}
     atomic_write_text(tmp / "ingest_report.json", json.dumps(report, indent=1))
-    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
-    os.replace(tmp, out)
+    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))  # the marker: last
+    replace_dir(tmp, out)  # everything fsynced first; out may hold a failed run's report only

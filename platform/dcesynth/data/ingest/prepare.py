@@ -1,7 +1,13 @@
 """One case, source → prepared: read, check, normalise, write volumes, select and resize slices.
 
 ``prepare_case`` runs inside a Ray task (one per case); it never raises for bad input but
-returns the error, so one broken case cannot stop a cohort.
+returns the error, so one broken case cannot stop a cohort. An ``OSError`` about the machine
+(full disk, I/O error, permissions: :data:`dcesynth.durable.MACHINE_ERRNOS`) is not about the
+case: it comes back marked ``machine`` and stops the whole ingest, so that nothing is marked
+complete and the re-run does the case.
+
+The case key (PatientID) is untrusted: its mask is ``<masks>/<safe_name(key)>.nii.gz``
+(:func:`dcesynth.names.child`), never a path the key spells.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dcesynth.data.ingest.transforms import SquareResize, normaliser, select_sli
 from dcesynth.data.readers import dicom, nifti
 from dcesynth.data.readers.boxes import box_in_stored_indices
 from dcesynth.data.readers.common import CaseError, RawCase
+from dcesynth.durable import MACHINE_ERRNOS, os_error_of
+from dcesynth.names import child
 
 
 @dataclass(frozen=True)
@@ -46,15 +54,20 @@ def read_raw(spec: CaseSpec, cfg: IngestConfig) -> RawCase:
             frames=cfg.frames,
             frame_times_s=cfg.frame_times_s,
         )
-        if spec.masks is not None and (Path(spec.masks) / f"{spec.key}.nii.gz").is_file():
+        if spec.masks is not None and mask_path(spec.masks, spec.key).is_file():
             raw.mask = _dicom_mask(spec, raw)
         return raw
     masks = Path(spec.masks) if spec.masks else None
     return nifti.read_case(Path(spec.root), spec.key, masks, keep=keep)
 
 
+def mask_path(masks: str | Path, key: str) -> Path:
+    """The mask file of case ``key``: inside ``masks`` whatever the key says."""
+    return child(masks, key, ".nii.gz")
+
+
 def _dicom_mask(spec: CaseSpec, raw: RawCase) -> np.ndarray:
-    path = Path(spec.masks) / f"{spec.key}.nii.gz"
+    path = mask_path(spec.masks, spec.key)
     try:
         mvol, mgeom = nifti.load_nifti(path)
     except Exception as e:
@@ -91,7 +104,19 @@ def prepare_case(spec: CaseSpec, cfg: IngestConfig) -> dict:
         return {"ok": True, **_prepare(spec, cfg)}
     except Exception as e:  # a reader bug must not stop the cohort either; say what it was
         for f in Path(spec.volumes_dir).glob(f"{spec.case_id}_*"):  # nothing of a skipped case
-            f.unlink()
+            f.unlink(missing_ok=True)
+        oe = os_error_of(e) if not isinstance(e, CaseError) else None
+        if oe is not None and (oe is e or oe.errno in MACHINE_ERRNOS):
+            # the machine, not the case (a write that failed): the driver stops the ingest
+            return {
+                "ok": False,
+                "machine": True,
+                "key": spec.key,
+                "case_id": spec.case_id,
+                "errno": oe.errno,
+                "strerror": oe.strerror or str(oe),
+                "filename": str(oe.filename) if oe.filename else spec.volumes_dir,
+            }
         msg = (
             str(e)
             if isinstance(e, CaseError)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydantic import field_validator
+from pydicom.uid import UID
 
 from dcesynth.config import StrictModel
 from dcesynth.data.readers.common import CaseError, RawCase, canonical, clock_seconds
@@ -32,6 +33,7 @@ from dcesynth.data.readers.frames import (
     n_time_points,
     split_time_points,
 )
+from dcesynth.durable import is_machine_error
 
 
 class SeriesRules(StrictModel):
@@ -125,6 +127,62 @@ class _Series:
         return self.folder(root)
 
 
+# The SOP classes of MR images: a DCE phase is one of these, whatever the description says.
+MR_IMAGE_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
+    }
+)
+
+
+def not_mr(ds: pydicom.Dataset) -> str | None:
+    """Why a file is not an MR image (``"modality CT, CT Image Storage"``), or None when it is
+    one (a file that states neither its modality nor its SOP class is given the benefit of the
+    doubt: anonymisers sometimes strip both)."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    meta = getattr(ds, "file_meta", None) or {}
+    sop = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", "") or "")
+    if (not modality or modality == "MR") and (not sop or sop in MR_IMAGE_SOP_CLASSES):
+        return None
+    name = UID(sop).name if sop else ""
+    sop_text = name if name and name != sop else (f"SOP class {sop}" if sop else "no SOP class")
+    return f"modality {modality or '-'}, {sop_text}"
+
+
+def mr_series(
+    key: str, root: Path, series: dict[str, _Series]
+) -> tuple[dict[str, _Series], list[dict]]:
+    """The MR series of a case, and the non-MR series left out (each naming its file and
+    modality). A CT file in a series described "ax dyn pre" is not a phase.
+
+    Raises:
+        CaseError: a series that mixes MR images with a non-MR file, naming that file.
+    """
+    keep: dict[str, _Series] = {}
+    ignored: list[dict] = []
+    for uid, s in series.items():
+        why = [(p, w) for p, ds in s.items if (w := not_mr(ds)) is not None]
+        if not why:
+            keep[uid] = s
+        elif len(why) == len(s.items):
+            first = str(why[0][0].relative_to(root))
+            more = f" ({len(why)} files, first {first})" if len(why) > 1 else f" ({first})"
+            reason = f"not an MR image: {why[0][1]}{more}"
+            ignored.append({**_ignored(root, s, reason), "file": first})
+        else:
+            p, w = why[0]
+            raise CaseError(
+                key,
+                f"series {s.description!r} holds MR images and {len(why)} non-MR file(s) "
+                f"({w}); remove them from the series",
+                str(p.relative_to(root)),
+            )
+    return keep, ignored
+
+
 def _headers(root: Path, key: str, files: list[str] | None = None) -> dict[str, _Series]:
     if files is None:
         paths = sorted(
@@ -142,6 +200,8 @@ def _headers(root: Path, key: str, files: list[str] | None = None) -> dict[str, 
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
         except Exception as e:  # pydicom raises many types for damaged files
+            if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+                raise
             raise CaseError(key, f"unreadable DICOM ({type(e).__name__}: {e})", rel) from None
         if "SeriesInstanceUID" not in ds:
             raise CaseError(key, "not a DICOM image (no SeriesInstanceUID)", rel)
@@ -264,8 +324,11 @@ def read_case(
             geometry, duplicate or uneven slices, too many time points to number, …).
     """
     root = Path(root)
-    series = _headers(root, key, files)
+    series, not_mr_series = mr_series(key, root, _headers(root, key, files))
+    if not series:
+        raise CaseError(key, f"no MR image series ({not_mr_series[0]['reason']})")
     sel = _select_phases(key, root, series, rules or SeriesRules(), frames, frame_times_s)
+    sel.ignored[:0] = not_mr_series
     phases = sel.frames
     wanted = sorted(
         {0, *(range(len(phases)) if keep is None else (k for k in keep if k < len(phases)))}

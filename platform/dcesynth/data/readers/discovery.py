@@ -20,6 +20,8 @@ from pathlib import Path, PurePosixPath
 import pydicom
 from pydicom.uid import UID
 
+from dcesynth.durable import is_machine_error
+
 # Files that are never DICOM: skipped by name, without opening them.
 NOT_DICOM_SUFFIXES = {
     ".txt", ".json", ".xml", ".csv", ".tsv", ".md", ".xlsx", ".xls", ".nii", ".gz", ".zip",
@@ -100,6 +102,8 @@ def _header(root: Path, rel: str) -> Header:
     try:
         ds = pydicom.dcmread(root / rel, stop_before_pixels=True)
     except Exception as e:  # pydicom raises many types for damaged files
+        if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+            raise
         return Header(rel, error=f"unreadable DICOM ({type(e).__name__}: {e})")
     meta = getattr(ds, "file_meta", None) or {}
     sop_class = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", "") or "")

@@ -18,6 +18,7 @@ import pydicom
 
 from dcesynth.data.geometry import Geometry
 from dcesynth.data.readers.common import CaseError, clock_seconds, datetime_seconds
+from dcesynth.durable import is_machine_error
 
 REQUIRED = (
     "SeriesInstanceUID",
@@ -377,6 +378,8 @@ def assemble(
         try:
             px = cache.frame(f)
         except Exception as e:
+            if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+                raise
             raise CaseError(
                 key, f"unreadable DICOM ({type(e).__name__}: {e})", _where(root, f)
             ) from None

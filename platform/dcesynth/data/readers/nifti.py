@@ -15,6 +15,8 @@ import numpy as np
 
 from dcesynth.data.geometry import LPS_TO_RAS, Geometry
 from dcesynth.data.readers.common import CaseError, RawCase, canonical, clock_seconds
+from dcesynth.durable import is_machine_error
+from dcesynth.names import child
 
 PHASE_FILE = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})\.nii(\.gz)?$")
 
@@ -84,6 +86,8 @@ def read_case(
         try:
             vol, geom = load_nifti(found[k])
         except Exception as e:
+            if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+                raise
             raise CaseError(
                 key, f"unreadable NIfTI ({type(e).__name__}: {e})", str(found[k].relative_to(root))
             ) from None
@@ -102,11 +106,13 @@ def read_case(
     vols = [by_phase.get(k) for k in ks]
     mask = None
     if masks is not None:
-        mpath = Path(masks) / f"{key}.nii.gz"
+        mpath = child(masks, key, ".nii.gz")  # never outside masks, whatever the key
         if mpath.is_file():
             try:
                 mvol, mgeom = load_nifti(mpath)
             except Exception as e:
+                if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+                    raise
                 raise CaseError(
                     key, f"unreadable mask ({type(e).__name__}: {e})", mpath.name
                 ) from None

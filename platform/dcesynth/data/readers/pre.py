@@ -20,7 +20,14 @@ import pydicom
 
 from dcesynth.data.geometry import Geometry, Reorientation
 from dcesynth.data.readers.common import CaseError, canonical
-from dcesynth.data.readers.dicom import SeriesRules, _any, _headers, _ordinal, _select_phases
+from dcesynth.data.readers.dicom import (
+    SeriesRules,
+    _any,
+    _headers,
+    _ordinal,
+    _select_phases,
+    mr_series,
+)
 from dcesynth.data.readers.frames import (
     Frame,
     PixelCache,
@@ -30,6 +37,7 @@ from dcesynth.data.readers.frames import (
     split_time_points,
 )
 from dcesynth.data.readers.nifti import PHASE_FILE, load_nifti
+from dcesynth.durable import is_machine_error
 
 # The ImageType value dcesynth writes into every series it synthesises: such a series is never
 # taken for an acquired one (a second prediction over a folder that holds the first's output).
@@ -119,7 +127,10 @@ def read_pre_dicom(
         CaseError: naming the patient and the file or folder (see the module's docstring).
     """
     root, rules = Path(root), rules or SeriesRules()
-    series = _headers(root, key, files)
+    series, not_mr_series = mr_series(key, root, _headers(root, key, files))
+    if not series:
+        first = not_mr_series[0]
+        raise CaseError(key, f"no MR image series: {first['reason']}", first["source"])
     ours = [s for s in series.values() if is_synthetic(s.first)]
     images = {u: s for u, s in series.items() if s not in ours and "Rows" in s.first}
     if not images:
@@ -182,6 +193,8 @@ def read_pre_nifti(path: Path, key: str | None = None) -> PreVolume:
     try:
         shape = nib.load(str(path)).shape
     except Exception as e:
+        if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+            raise
         raise CaseError(key, f"unreadable NIfTI ({type(e).__name__}: {e})", str(path)) from None
     extra = [n for n in shape[3:] if n != 1]
     if len(shape) < 3 or extra:
@@ -211,6 +224,8 @@ def read_pre_nifti(path: Path, key: str | None = None) -> PreVolume:
     try:
         vol, geom = load_nifti(path)
     except Exception as e:
+        if is_machine_error(e):  # a full disk or I/O error: not the case's fault
+            raise
         raise CaseError(key, f"unreadable NIfTI ({type(e).__name__}: {e})", str(path)) from None
     if not np.isfinite(vol).all():
         raise CaseError(key, f"{int((~np.isfinite(vol)).sum())} NaN/inf voxels", str(path))
