@@ -32,7 +32,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 # the demo fixes lambda_per at 0: without ImageNet weights the perceptual network is an
-# untrained VGG19, whose features are noise at about twice a step's cost
+# untrained VGG19, whose features are noise (and cost time)
 @pytest.mark.parametrize(("name", "losses"), [
     ("demo.yaml", {"loss.lambda_adv", "loss.lambda_fm"}),
     ("gan.yaml", {"loss.lambda_adv", "loss.lambda_fm", "loss.lambda_per"}),
