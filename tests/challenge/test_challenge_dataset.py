@@ -63,9 +63,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     return root / "task", root / "ds", arrays
 
 
-def test_to_uint8_and_box_known_answers() -> None:
+def test_window_mapping_and_box_known_answers() -> None:
     z = np.array([-1.0, 0.0, 1.0, 3.0, 5.0])
-    assert D.to_uint8(z, 0.0, 3.0).tolist() == [0, 0, 85, 255, 255]  # clipped outside
+    assert E.to_model_scale(z, 0.0, 3.0).tolist() == [0, 0, 85, 255, 255]  # clipped outside
     m = np.zeros((6, 7))
     m[2:4, 1:6] = 1
     assert D.box_of(m) == [2, 3, 1, 5]

@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+# the entry point's own mapping: training slices and prediction inputs are mapped by one function
+from dcesynth.challenge.entrypoint import to_model_scale
+
 log = logging.getLogger(__name__)
 
 FORMAT = "dcesynth.challenge.prepare/"
@@ -58,12 +61,6 @@ def train_window(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, flo
     if not hi > lo:
         raise ValueError(f"training slices are constant ({lo}); pass --window LO HI")
     return lo, hi
-
-
-def to_uint8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Z-scores clipped to [lo, hi], mapped affinely to uint8 [0, 255]."""
-    out = (np.clip(np.asarray(image, np.float64), lo, hi) - lo) * (255.0 / (hi - lo))
-    return np.rint(out).astype(np.uint8)
 
 
 def box_of(mask: np.ndarray) -> list[int] | None:
@@ -162,7 +159,8 @@ def build(
         digest = hashlib.sha256(json.dumps([lo, hi, size]).encode())
         for c, split, pre, post, mask in cases:
             rs = SquareResize.plan(pre.shape[0], pre.shape[1], 1.0, 1.0, size)
-            img = rs.apply(np.stack([to_uint8(pre, lo, hi), to_uint8(post, lo, hi)])[:, None])
+            u8 = np.stack([to_model_scale(pre, lo, hi), to_model_scale(post, lo, hi)])
+            img = rs.apply(u8[:, None])
             m = rs.apply((mask > 0).astype(np.uint8)[None, None], binary=True)[0, 0]
             box = box_of(m)
             s = {
