@@ -132,6 +132,37 @@ def test_scorer_computes_frd_and_frd_box_and_caches_the_real_features(
     assert calls == [] and "frd" not in skipped and "frd_box" not in skipped
 
 
+def test_a_recurring_baseline_extracts_its_features_once(
+    real: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-contrast baseline of each phase: the same "fake" images against each phase's
+    real post; with ``fake_key`` its features (whole slice and box) are extracted once, and the
+    numbers equal the uncached path's."""
+    from dcesynth.evaluation.scoring import Scorer
+
+    calls: list[int] = []
+    original = R.features
+
+    def counting(images, masks=None, workers=1):
+        calls.append(len(images))
+        return original(images, masks, workers)
+
+    monkeypatch.setattr(R, "features", counting)
+    cfg = EvalConfig(metrics=("mae", "frd", "frd_box"), same_metrics=("mae",), device="cpu")
+    box = np.zeros(real.shape, bool)
+    box[:5, 10:30, 10:30] = True
+    pre = noisy(real, 30)
+    posts = {1: real, 2: np.clip(real * 1.2, 0, 255)}
+    cached, plain = Scorer(cfg), Scorer(cfg)
+    for p, post in posts.items():
+        calls.clear()
+        a = cached.score(post, pre, real_key=("val", p), box=box, fake_key=("val", "pre"))
+        # phase 1: post, pre, post in box, pre in box; phase 2: only its own post's features
+        assert calls == ([N, N, 5, 5] if p == 1 else [N, 5])
+        b = plain.score(post, pre, real_key=("val", p), box=box)
+        for m in ("frd", "frd_box"):
+            assert a[m]["mean"] == pytest.approx(b[m]["mean"], rel=1e-6), (p, m)
+
 def test_frd_is_opt_in_and_validated() -> None:
     assert "frd" not in EvalConfig().metrics  # the study's metric set is unchanged
     cfg = EvalConfig(metrics=("mae", "frd"), same_metrics=("frd", "mae"))

@@ -86,7 +86,11 @@ def test_rectified_flow_trains_with_ddp_and_resumes(
 ) -> None:
     """The second family through the same loop: 2 DDP workers, a worker crash retried from the
     last checkpoint (its network and optimiser), the sampling cost recorded every epoch, and
-    the checkpoint reproducing the recorded validation (fixed slices, fixed seeds)."""
+    the checkpoint reproducing the recorded validation (fixed slices, fixed seeds).
+
+    The retry is the loop's, not the family's: this is its test for both families (a separate
+    pix2pixHD crash test cost 45 s for the same path; pix2pixHD's own resume, with its
+    discriminators, is the killed-run test below)."""
     cfg = build_config(
         TrainConfig,
         None,
@@ -114,13 +118,6 @@ def test_rectified_flow_trains_with_ddp_and_resumes(
     again = validation_metrics(g, val_subset(cfg, check(cfg)), cfg, torch.device("cpu"))
     for k in ("val_mae", "val_mse", "val_ssim"):
         assert again[k] == pytest.approx(m[k], rel=1e-4, abs=1e-4), k
-
-
-def test_worker_crash_is_retried_from_the_last_checkpoint(tiny, tmp_path: Path) -> None:
-    cfg = tiny("crash", max_failures=1)
-    res = train(cfg, fault={"crash_at_epoch": 2, "marker": str(tmp_path / "crashed")})
-    assert (tmp_path / "crashed").exists()  # the fault did fire
-    assert res.epochs_done == 3 and _epochs(res.run_dir) == [1, 2, 3]  # no epoch twice
 
 
 def test_killed_run_resumes_to_the_same_epoch_count(tiny, tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def _phase_rows(scorer, pairs, r, f, p: int, split: str, region, tum) -> list[di
         {
             "phase": p,
             "comparison": "baseline: real pre vs real post",
-            **scorer.score(r, pairs.pre, real_key=(split, p)),
+            # the pre images are the same for every phase: their features are extracted once
+            **scorer.score(r, pairs.pre, real_key=(split, p), fake_key=(split, "pre")),
         },
         {
             "phase": p,
@@ -97,7 +98,13 @@ def _phase_rows(scorer, pairs, r, f, p: int, split: str, region, tum) -> list[di
             {
                 "phase": p,
                 "comparison": "tumour box: baseline pre vs post",
-                **scorer.score(r[tum], pairs.pre[tum], region[tum], real_key=(split, p)),
+                **scorer.score(
+                    r[tum],
+                    pairs.pre[tum],
+                    region[tum],
+                    real_key=(split, p),
+                    fake_key=(split, "pre"),
+                ),
             },
         ]
     return rows
@@ -236,7 +243,7 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
     parts.append(
         "\nMetrics: "
         + ", ".join(LABEL.get(m, m) for m in metrics)
-        + " — mean ± std over slice pairs on the [0, 255] scale (see the README)."
+        + " — mean ± std over slice pairs on the [0, 255] scale (see docs/evaluation.md)."
     )
     for f in sorted((report / SECTIONS).glob("*.md")):  # added by later stages
         parts.append(_section(f.stem, f.read_text()))

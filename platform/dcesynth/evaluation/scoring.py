@@ -196,11 +196,17 @@ class Scorer:
         )
 
     def frd(
-        self, real: np.ndarray, fake: np.ndarray, masks: np.ndarray | None, key: tuple | None
+        self,
+        real: np.ndarray,
+        fake: np.ndarray,
+        masks: np.ndarray | None,
+        key: tuple | None,
+        fake_key: tuple | None = None,
     ) -> dict[str, float]:
         """FRD v1 of ``fake`` against ``real`` (masks: the region of both, or None) on at most
-        ``cfg.frd_pairs`` pairs; ``key`` caches the real set's features. NaN (with a warning)
-        when fewer than 2 pairs or no feature could be compared."""
+        ``cfg.frd_pairs`` pairs; ``key`` caches the real set's features, ``fake_key`` the fake
+        set's when it is real data too (the pre-contrast baseline: the same images for every
+        phase). NaN (with a warning) when fewer than 2 pairs or no feature could be compared."""
         from dcesynth.evaluation import frd as R
 
         idx = R.subset(len(real), self.cfg.frd_pairs, self.cfg.seed)
@@ -215,7 +221,11 @@ class Scorer:
                 None if key is None else ("frd", *key, masks is None),
                 lambda: R.features(np.asarray(real)[idx], m, w),
             )
-            value = R.frd_from_features(fr, R.features(np.asarray(fake)[idx], m, w))
+            ff = self._cached(
+                None if fake_key is None else ("frd", *fake_key, masks is None),
+                lambda: R.features(np.asarray(fake)[idx], m, w),
+            )
+            value = R.frd_from_features(fr, ff)
         except ValueError as e:
             log.warning("FRD not computed: %s", e)
             return nan
@@ -230,6 +240,7 @@ class Scorer:
         case_ids: np.ndarray | None = None,
         box: np.ndarray | None = None,
         skip: Collection[str] = (),
+        fake_key: tuple | None = None,
     ) -> dict[str, dict[str, float]]:
         """Every configured metric of (N, S, S) real vs fake on [0, 255]: {metric: {mean, std, n}}.
 
@@ -244,6 +255,8 @@ class Scorer:
                 slices that have one, inside it.
             skip: configured metrics to leave out of this call (e.g. FRD where SAMe does not
                 use it: each call extracts features of every fake slice).
+            fake_key: cache key of ``fake``'s features when ``fake`` is real data that
+                recurs (the pre-contrast baseline of every phase); None: not cached.
         """
         from dcesynth.evaluation.features import lpips_distance
         from dcesynth.evaluation.fid import by_patient_split_fid, fid
@@ -258,21 +271,22 @@ class Scorer:
                 if m not in self.nets:
                     continue
                 fr = self.features(m, real, real_key)
-                ff = self.features(m, np.asarray(fake))
+                ff = self.features(m, np.asarray(fake), fake_key)
                 out[m] = {"mean": fid(fr, ff), "std": float("nan"), "n": len(real)}
                 if case_ids is not None and len(set(case_ids.tolist())) >= 2:
                     split = by_patient_split_fid(fr, case_ids, self.cfg.seed)
                     out[f"{m}_split"] = {"mean": split, "std": float("nan"), "n": len(real)}
         wanted = [m for m in FRD_METRICS if m in self.cfg.metrics and m not in skip]
         box_key = None if real_key is None else (*real_key, "box")
+        fake_box = None if fake_key is None else (*fake_key, "box")
         if region is None and "frd" in wanted:
-            out["frd"] = self.frd(real, fake, None, real_key)
+            out["frd"] = self.frd(real, fake, None, real_key, fake_key)
         if region is None and "frd_box" in wanted and box is not None:
             rows = np.flatnonzero(np.asarray(box).reshape(len(box), -1).any(1))
             r, f = np.asarray(real)[rows], np.asarray(fake)[rows]
-            out["frd_box"] = self.frd(r, f, np.asarray(box)[rows], box_key)
+            out["frd_box"] = self.frd(r, f, np.asarray(box)[rows], box_key, fake_box)
         elif region is not None and "frd_box" in wanted:
-            out["frd_box"] = self.frd(real, fake, region, box_key)
+            out["frd_box"] = self.frd(real, fake, region, box_key, fake_box)
         return out
 
 
