@@ -27,7 +27,9 @@ from typer.testing import CliRunner
 from dcesynth.cli.app import app
 from dcesynth.config import ConfigError
 from dcesynth.data.ingest import IngestConfig, ingest
+from dcesynth.evaluation.select import select_checkpoint
 from dcesynth.tuning import sweep as sweep_module
+from dcesynth.tuning.ranking import trial_scores
 from dcesynth.tuning.space import load_space
 from dcesynth.tuning.sweep import sweep
 
@@ -101,6 +103,7 @@ def test_sweep_asha_failure_ranking_and_best_config(
     fault = {"params": {"lr": 2e-3}, "train": {"always_crash": 2}}
     monkeypatch.setattr(sweep_module, "sweep", partial(sweep_module.sweep, fault=fault))
     caplog.set_level("INFO", logger="dcesynth.sweep")
+    caplog.set_level("INFO", logger="dcesynth.evaluation.select")
     out = CliRunner().invoke(app, ["sweep", str(path)])
     assert out.exit_code == 0, out.output
     sweep_dir = tmp_path / "sweeps" / "asha"
@@ -137,6 +140,16 @@ def test_sweep_asha_failure_ranking_and_best_config(
     assert sel["best"] == min(sel["same"], key=sel["same"].get)
     assert (sweep_dir / "table1.md").read_text().count("\n| trial_") == min(kept, 5)
     assert (sweep_dir / "sweep_params.png").stat().st_size > 1000
+    # selecting within the best trial reuses the ranking's scores, and equals scoring afresh
+    best_run = sweep_dir / "runs" / sel["best"].split("/")[0]
+    ecfg = load_space(sweep_dir / "space.yaml").evaluation
+    reused = select_checkpoint(best_run, ecfg, scores=trial_scores(best_run))
+    assert "reusing the sweep's scores of" in caplog.text
+    fresh = select_checkpoint(best_run, ecfg)
+    assert reused.selected_epoch == fresh.selected_epoch
+    assert reused.same == pytest.approx(fresh.same, rel=1e-6)
+    for a, b in zip(reused.rows, fresh.rows, strict=True):
+        assert a.keys() == b.keys() and a["mae"]["mean"] == pytest.approx(b["mae"]["mean"])
     # the best config trains as is (its runs_dir is relative: train from a scratch folder);
     # in this process on the session's Ray (a subprocess's own Ray start cost ~15 s more)
     monkeypatch.chdir(tmp_path)

@@ -67,6 +67,19 @@ def score_checkpoints(
     return out
 
 
+def _reusable(scores: dict | None, phases: list[int], cfg: EvalConfig, ckpts: dict) -> bool:
+    """Whether a sweep's scores stand for scoring ``ckpts`` here (see ``select_checkpoint``)."""
+    if not scores:
+        return False
+    same_setup = scores.get("phases") == phases and scores.get("eval") == cfg.model_dump(
+        mode="json"
+    )
+    covered = {str(e) for e in ckpts} <= set(scores.get("checkpoints", {}))
+    if not (same_setup and covered):
+        log.info("the sweep's scores are for other phases, settings or checkpoints: rescoring")
+    return same_setup and covered
+
+
 def same_only(cfg: EvalConfig) -> tuple[str, ...]:
     """The metrics a selection computes only where SAMe asks for them: FRD and FRD in the box,
     whose feature extraction costs ~0.3 s of CPU per fake slice and checkpoint."""
@@ -86,6 +99,7 @@ def select_checkpoint(
     every: int | None = None,
     dataset: Path | None = None,
     progress: bool | None = None,
+    scores: dict | None = None,
 ) -> Selection:
     """Score every kept checkpoint (or every ``every``-th epoch and the last) and pick by SAMe.
 
@@ -95,6 +109,11 @@ def select_checkpoint(
         every: only epochs divisible by this (the last checkpoint is always included).
         dataset: the prepared dataset, when it moved since training (default: the run's).
         progress: show a progress bar (default: in a terminal).
+        scores: this run's checkpoints already scored by a sweep's ranking
+            (``{"phases", "eval", "baseline", "checkpoints": {epoch: summary}}``, see
+            :mod:`dcesynth.tuning.ranking`); used only when they were scored on this run's
+            phases, with this evaluation config, for every checkpoint to select from —
+            otherwise the checkpoints are scored here.
 
     Raises:
         ConfigError / WeightsError / ValueError: before any checkpoint is scored.
@@ -112,10 +131,15 @@ def select_checkpoint(
     pairs = read_pairs(dataset or run.cfg.dataset, "val", cfg.pairs, cfg.seed)
     phases = list(run.cfg.phases)
     real, pre, cases = pairs.pooled(phases)
-    log.info("scoring %d checkpoints on %d validation pairs", len(ckpts), len(real))
     box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)
-    baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases, box=box, skip=skip)
-    scored = score_checkpoints(run, ckpts, scorer, pairs, phases, real, progress, box, skip)
+    if _reusable(scores, phases, cfg, ckpts):
+        log.info("reusing the sweep's scores of %d checkpoints", len(ckpts))
+        baseline = scores["baseline"]
+        scored = {e: scores["checkpoints"][str(e)] for e in ckpts}
+    else:
+        log.info("scoring %d checkpoints on %d validation pairs", len(ckpts), len(real))
+        baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases, box=box, skip=skip)
+        scored = score_checkpoints(run, ckpts, scorer, pairs, phases, real, progress, box, skip)
     table = {str(e): flat(s) for e, s in scored.items()}
     same = S.population_same(table, cfg.same_metrics)
     scaled = S.scaled(table, cfg.same_metrics)

@@ -10,7 +10,8 @@ family and sampling cost — network evaluations and seconds per slice — and e
 ``table1.{csv,md}`` (the top checkpoints, Table 1 style, with family and sampling cost, and the
 real-pre-vs-real-post baseline), ``best_config.yaml`` (the best trial's training config, ready
 for ``dcectl train``), ``sweep_params.png`` (each parameter vs population SAMe) and
-``selection.json``.
+``selection.json``, ``scores.json`` (every checkpoint's metrics and the baseline: what
+``select_checkpoint(..., scores=)`` reuses).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dcesynth.config import atomic_write_text, to_yaml
 from dcesynth.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
+
+SCORES = "scores.json"  # the ranking's metrics of every checkpoint, per trial
 
 
 def _status(trial: dict, epochs: int) -> str:
@@ -84,9 +87,9 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
             raise ValueError("the trials share no generated phase; nothing to rank them on")
         scorer = Scorer(cfg)
         pairs = read_pairs(space.base.dataset, "val", cfg.pairs, cfg.seed)
-        real, pre, _ = pairs.pooled(phases)
+        real, pre, cases = pairs.pooled(phases)
         box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)
-        baseline = scorer.score(real, pre, real_key=("val",), box=box, skip=skip)
+        baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases, box=box, skip=skip)
         for name, run in runs.items():
             scores = score_checkpoints(
                 run, run.checkpoints(), scorer, pairs, phases, real, box=box, skip=skip
@@ -94,6 +97,25 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
             for epoch, summary in scores.items():
                 raw[f"{name}/epoch {epoch}"] = summary
                 table[f"{name}/epoch {epoch}"] = flat(summary)
+        # every checkpoint's metrics as scored here, so that selecting within the best trial
+        # (`dcectl select`, the demo) need not score its checkpoints a second time
+        by_trial: dict[str, dict] = {}
+        for key, summary in raw.items():
+            trial, ep = key.split("/epoch ")
+            by_trial.setdefault(trial, {})[ep] = summary
+        atomic_write_text(
+            sweep_dir / SCORES,
+            json.dumps(
+                {
+                    "phases": phases,
+                    "eval": cfg.model_dump(mode="json"),
+                    "baseline": baseline,
+                    "checkpoints": by_trial,
+                },
+                indent=1,
+                default=float,
+            ),
+        )
     same = S.population_same(table, cfg.same_metrics) if table else {}
     best = S.select(same) if same else None
     rows, costs = [], {}
@@ -163,6 +185,17 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
     }
     atomic_write_text(sweep_dir / "selection.json", json.dumps(record, indent=1, default=str))
     return record
+
+
+def trial_scores(run_dir: Path) -> dict | None:
+    """The ranking's scores of one trial's checkpoints (``<sweep>/runs/<trial>``), in the form
+    ``select_checkpoint(..., scores=)`` takes; None when the run is not a ranked sweep trial."""
+    path = Path(run_dir).parent.parent / SCORES
+    if Path(run_dir).parent.name != "runs" or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    own = record["checkpoints"].get(Path(run_dir).name)
+    return None if own is None else {**record, "checkpoints": own}
 
 
 def _checkpoint(runs: dict, key: str) -> Path:
