@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dcesynth.cli import bench_predict, bench_sample, bench_train
+from dcesynth.cli import bench_gpu, bench_predict, bench_sample, bench_train
 from dcesynth.cli.errors import user_errors
 from dcesynth.cli.phantom import DEFAULT_WORKERS
 
@@ -330,3 +330,4 @@ def bench_segment(
 app.command("train")(bench_train.bench_train)
 app.command("predict")(bench_predict.bench_predict)
 app.command("sample")(bench_sample.bench_sample)
+app.command("gpu")(bench_gpu.bench_gpu)

@@ -51,6 +51,16 @@ def bench_train(
     threads = os.cpu_count() or 1 if device == "cpu" else 1
     console = Console(width=150)
     peak = B.peak_flops(device)
+    matmul = None
+    if device == "cpu":  # no data-sheet peak for a CPU: this machine's own matmul, measured now
+        from dcesynth.evaluation.bench_gpu import matmul_flops
+        from dcesynth.training.step import cpu_has_bf16
+
+        matmul = matmul_flops("cpu", 2048, 1.0)
+        console.print(
+            f"2048² matmul on this CPU: fp32 {matmul['fp32_flops'] / 1e9:.1f} GFLOP/s, bf16 "
+            f"{matmul['bf16_flops'] / 1e9:.1f} GFLOP/s (the ceiling the steps are given against)"
+        )
     table = _table(
         f"pix2pixHD step on {device} ({threads} threads), {steps} timed steps; ratio = the "
         "row's s/step over ours (bf16 where the device has it)",
@@ -71,6 +81,11 @@ def bench_train(
         ach = f"{achieved / 1e9:.1f} GFLOP/s" if achieved else ""
         if achieved and peak:
             ach += f" ({100 * achieved / peak:.1f} % of peak)"
+        if achieved and matmul:  # the step's precision: bf16 autocast unless fp32 or reference
+            prec = (
+                "fp32" if s.variant in ("ours fp32", "reference") or not cpu_has_bf16() else "bf16"
+            )
+            ach += f" ({100 * achieved / matmul[f'{prec}_flops']:.1f} % of {prec} matmul)"
         ratio = (
             f"{r['s_per_step'] / base['s_per_step']:.2f}×" if base and s.variant != "ours" else ""
         )

@@ -72,8 +72,18 @@ def predict(
     dicom: Annotated[bool, typer.Option(help="Also write DICOM series (DICOM inputs).")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch: Annotated[int, typer.Option(help="Slices per forward pass.")] = 16,
-    actors: Annotated[int, typer.Option(help="Generator actors (GPUs with cuda).")] = 1,
+    actors: Annotated[
+        int,
+        typer.Option(help="Generator actors (GPUs with cuda); 0: from the cluster's resources."),
+    ] = 1,
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="ray (Ray Data: many patients, clusters), local (this process, no Ray) or "
+            "auto (local for one or two patients without --address, else ray)."
+        ),
+    ] = "auto",
 ) -> None:
     """Synthetic post-contrast and subtraction volumes on each input's own grid.
 
@@ -97,6 +107,7 @@ def predict(
             batch=batch,
             actors=actors,
             address=address,
+            engine=engine,
         )
     for key, folder in res.done.items():
         typer.echo(f"{key} → {folder}")

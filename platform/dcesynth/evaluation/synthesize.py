@@ -68,20 +68,25 @@ class SplitSource:
         img = nib.load(self.dataset / "volumes" / f"{self.rows[i]['case_id']}_0000.nii.gz")
         return img, np.asarray(img.dataobj, dtype=np.uint8).transpose(2, 1, 0)  # (z, y, x)
 
-    def squares(self, i: int):
+    def load(self, i: int):
+        """Slices, plan, and the volume for ``finish`` (read once, in the reading task)."""
         rs = _resize_plan(self.rows[i], self.size)
-        return rs.apply(self._pre(i)[1][:, None])[:, 0], rs
+        img, pre = self._pre(i)
+        return rs.apply(pre[:, None])[:, 0], rs, (img.affine, pre)
 
-    def finish(self, i: int, fake: np.ndarray) -> list[str]:
+    def finish(self, i: int, fake: np.ndarray, context=None) -> list[str]:
         import nibabel as nib
 
-        img, pre = self._pre(i)
+        if context is None:
+            img, pre = self._pre(i)
+            context = (img.affine, pre)
+        affine, pre = context
         cid, files = self.rows[i]["case_id"], []
         for k, p in enumerate(self.phases):
             sub = np.clip(fake[k].astype(np.int16) - pre, 0, 255).astype(np.uint8)
             for name, vol in ((f"{cid}_{p:04d}", fake[k]), (f"{cid}_sub{p:04d}", sub)):
                 nib.save(
-                    nib.Nifti1Image(vol.transpose(2, 1, 0), img.affine), self.tmp / f"{name}.nii.gz"
+                    nib.Nifti1Image(vol.transpose(2, 1, 0), affine), self.tmp / f"{name}.nii.gz"
                 )
                 files.append(f"{name}.nii.gz")
         return files

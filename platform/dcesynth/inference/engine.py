@@ -1,22 +1,45 @@
-"""The one way to run a generator over the slices of many volumes: Ray Data.
+"""The one interface that runs a generator over the slices of many volumes, two ways.
 
 Both ``dcectl synthesize`` (a prepared dataset's split) and ``dcectl predict`` (new patients)
-describe their volumes as a :class:`SliceSource` and call :func:`translate`:
+describe their volumes as a :class:`SliceSource` and call :func:`translate`, which picks an
+engine (:func:`choose_engine`):
 
-1. one Ray Data task per volume reads it and cuts it into square uint8 slices
-   (``source.squares``: normalisation, canonical orientation and the ingest's resize);
-2. the slices stream through ``map_batches`` into generators held by actors (CPU actors here,
-   one GPU each on a cluster when asked; bf16 autocast on GPU, float32 on CPU);
-3. the driver undoes the resize batch by batch into each volume's buffer and, once a volume is
-   complete, hands it to ``source.finish`` (which writes it).
+``ray`` — Ray Data, for folders of many patients and for clusters:
 
-A volume that cannot be read becomes one error row, so one bad patient never stops the others.
+1. one Ray Data task per volume reads and checks it once and cuts it into square uint8 slices
+   (``source.load``: normalisation, canonical orientation and the ingest's resize); what
+   ``finish`` needs of the volume (the checked pre volume, its headers) travels with the
+   volume's first slice, pickled, so that nothing is read twice;
+2. each volume's slices stream through ``map_batches`` (one read block, i.e. one volume, per
+   call) into generators held by an actor pool: while an actor runs the generator on one
+   volume, read tasks decode the next ones and the driver writes the previous one;
+3. the driver undoes the resize into each volume's buffer and, once a volume is complete, hands
+   it and its context to ``source.finish`` (which writes it) in a writing task on the driver's
+   node (a few at once), so that writing neither holds up the driver nor waits for it.
+
+How it scales: the pool has ``actors`` generators (``actors=0``: from the cluster's resources,
+one per GPU with ``cuda``, one per 8 CPUs on CPU — each CPU actor uses its share of the
+machine's cores, so more actors on one machine only help when reading is not the bottleneck).
+Read tasks take half a CPU each and run as many at once as the cluster has CPUs left over,
+with Ray Data's back-pressure keeping a few volumes ahead of the generators; writing tasks run
+on the driver's node (OUT is its disk), half its cores at most.
+
+``local`` — the same steps in this process, one volume after the other, without Ray (no Ray
+start, no pipeline set-up: the latency of one patient is its reading, generator and writing).
+
+Both call the generator on the same chunks (``batch`` slices from each volume's first slice)
+with the same thread count, so their outputs are the same bytes (tested).
+
+A volume that cannot be read becomes one error row (or one failure), so one bad patient never
+stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import time
+import pickle
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,24 +48,51 @@ import numpy as np
 from dcesynth.data.ingest.transforms import SquareResize
 
 PLAN_FIELDS = ("ny", "nx", "size", "scale_y", "scale_x", "out_h", "out_w", "pad_y", "pad_x")
+ENGINES = ("auto", "ray", "local")
+# ``auto`` runs in-process (no Ray) for at most this many volumes when no cluster is named: Ray's
+# start and Ray Data's set-up (~10–20 s on a small machine) cost more than overlapping reading
+# with the generator saves on so few (see docs/benchmarks_gpu_predict.md for the figures).
+LOCAL_MAX_VOLUMES = 2
+
+log = logging.getLogger(__name__)
 
 
 class SliceSource(Protocol):
-    """Volumes to translate. Picklable: ``squares`` runs in Ray Data tasks, ``finish`` on the
-    driver."""
+    """Volumes to translate. Picklable: ``load`` runs in Ray Data tasks, ``finish`` on the
+    driver.
+
+    A source may define ``squares(i) -> (slices, plan)`` instead of ``load``; ``finish(i, fake)``
+    then gets no context and must read what it needs itself.
+    """
 
     size: int  # the generator's square slice side
 
     def count(self) -> int: ...
 
-    def squares(self, i: int) -> tuple[np.ndarray, SquareResize]:
-        """Volume ``i`` as uint8 slices ``(n, size, size)`` and the plan that made them;
+    def load(self, i: int) -> tuple[np.ndarray, SquareResize, object]:
+        """Volume ``i`` as uint8 slices ``(n, size, size)``, the plan that made them and a
+        picklable context for ``finish`` (what was read and checked, so it is not read again);
         raises ValueError (CaseError, …) for a volume that cannot be used."""
         ...
 
-    def finish(self, i: int, fake: np.ndarray) -> object:
+    def finish(self, i: int, fake: np.ndarray, context: object) -> object:
         """Volume ``i`` translated: uint8 ``(P, n, ny, nx)`` in canonical orientation."""
         ...
+
+
+def load(source, i: int) -> tuple[np.ndarray, SquareResize, object]:
+    """``source.load(i)``, or ``(*source.squares(i), None)`` for a source without ``load``."""
+    if hasattr(source, "load"):
+        return source.load(i)
+    sq, rs = source.squares(i)
+    return sq, rs, None
+
+
+def finish(source, i: int, fake: np.ndarray, context: object) -> object:
+    """``source.finish`` with the context ``load`` gave (none for a source without ``load``)."""
+    if hasattr(source, "load"):
+        return source.finish(i, fake, context)
+    return source.finish(i, fake)
 
 
 @dataclass(frozen=True)
@@ -70,6 +120,8 @@ class Translation:
     failed: dict[int, str] = field(default_factory=dict)  # volume → why
     slices: int = 0
     wall_s: float = 0.0
+    engine: str = "ray"
+    compute_s: float = 0.0  # in the generator (local engine; the Ray engine's actors: 0)
 
 
 def _plan_vector(rs: SquareResize) -> np.ndarray:
@@ -91,13 +143,16 @@ def error_message(e: Exception) -> str:
 
 
 def read_volume(batch: dict, source: SliceSource) -> dict:
-    """Ray Data task: one volume id → its slice rows (or one error row)."""
+    """Ray Data task: one volume id → its slice rows (or one error row). The volume's context
+    for ``finish`` rides on its first row (pickled bytes; empty on the others)."""
     i = int(batch["case"][0])
     try:
-        sq, rs = source.squares(i)
+        sq, rs, ctx = load(source, i)
         n = len(sq)
         if n == 0:
             raise ValueError(f"volume {i}: no slices")
+        context = np.full(n, b"", dtype=object)
+        context[0] = pickle.dumps(ctx, protocol=pickle.HIGHEST_PROTOCOL)
         return {
             "case": np.full(n, i, np.int64),
             "z": np.arange(n, dtype=np.int64),
@@ -105,6 +160,7 @@ def read_volume(batch: dict, source: SliceSource) -> dict:
             "pre": sq,
             "plan": np.tile(_plan_vector(rs), (n, 1)),
             "error": np.full(n, "", dtype=object),
+            "context": context,
         }
     except Exception as e:  # one bad volume must not stop the others: say what it was
         return {
@@ -114,43 +170,76 @@ def read_volume(batch: dict, source: SliceSource) -> dict:
             "pre": np.zeros((1, source.size, source.size), np.uint8),
             "plan": np.zeros((1, len(PLAN_FIELDS))),
             "error": np.array([error_message(e)], dtype=object),
+            "context": np.array([b""], dtype=object),
         }
 
 
-class GeneratorActor:
-    """Holds one generator; slices (uint8) in, generated phases (float32 on [0, 255]) out."""
+def run_generator(G, cfg, pre: np.ndarray, device: str, bf16: bool, batch: int) -> np.ndarray:
+    """One volume's uint8 slices ``(n, S, S)`` → generated phases float32 ``(n, P, S, S)`` on
+    [0, 255], ``batch`` slices per call from the first slice: the chunks every engine uses."""
+    import torch
 
-    def __init__(self, spec: GeneratorSpec, device: str, bf16: bool, threads: int) -> None:
+    from dcesynth.training.validation import generate
+
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda") and bf16
+        else contextlib.nullcontext()
+    )
+    with amp:
+        return generate(G, pre, cfg, device, batch)
+
+
+class GeneratorActor:
+    """Holds one generator; slices (uint8) in, generated phases (float32 on [0, 255]) out.
+    Rows are generated volume by volume, in z order, in chunks of ``batch``."""
+
+    def __init__(
+        self, spec: GeneratorSpec, device: str, bf16: bool, threads: int, batch: int = 16
+    ) -> None:
         import torch
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
         self.G, self.cfg = spec.build(device)
-        self.device, self.bf16 = device, bf16
+        self.device, self.bf16, self.batch = device, bf16, batch
 
     def __call__(self, batch: dict) -> dict:
-        import contextlib
-
-        import torch
-
-        from dcesynth.training.validation import generate
-
-        ok = batch["z"] >= 0
         pre = batch["pre"]
-        fake = np.zeros((len(ok), len(self.cfg.phases), *pre.shape[1:]), np.float32)
-        if ok.any():
-            amp = (
-                torch.autocast("cuda", dtype=torch.bfloat16)
-                if self.device.startswith("cuda") and self.bf16
-                else contextlib.nullcontext()
+        fake = np.zeros((len(pre), len(self.cfg.phases), *pre.shape[1:]), np.float32)
+        ok = batch["z"] >= 0
+        for i in np.unique(batch["case"][ok]).tolist():
+            sel = np.flatnonzero(ok & (batch["case"] == i))
+            sel = sel[np.argsort(batch["z"][sel], kind="stable")]
+            fake[sel] = run_generator(
+                self.G, self.cfg, pre[sel], self.device, self.bf16, self.batch
             )
-            with amp:
-                fake[ok] = generate(self.G, pre[ok], self.cfg, self.device, int(ok.sum()))
-        return {k: batch[k] for k in ("case", "z", "n", "plan", "error")} | {"fake": fake}
+        keep = ("case", "z", "n", "plan", "error", "context")
+        return {k: batch[k] for k in keep} | {"fake": fake}
 
 
 def cpu_threads(actors: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, actors))
+
+
+def choose_engine(engine: str, address: str | None, volumes: int, actors: int) -> str:
+    """``ray`` or ``local`` for ``engine`` (``auto``: local for at most
+    :data:`LOCAL_MAX_VOLUMES` volumes, one actor and no cluster named by ``address`` or
+    ``RAY_ADDRESS``; Ray otherwise).
+
+    Raises:
+        ValueError: an unknown engine, or ``local`` with a cluster address.
+    """
+    from dcesynth.cluster import joins_cluster
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    if engine == "local" and address:
+        raise ValueError(f"engine local runs in this process: it cannot use --address {address}")
+    if engine != "auto":
+        return engine
+    small = volumes <= LOCAL_MAX_VOLUMES and actors <= 1
+    return "local" if small and not joins_cluster(address) else "ray"
 
 
 def translate(
@@ -164,6 +253,7 @@ def translate(
     address: str | None = None,
     progress: bool | None = None,
     description: str = "translate",
+    engine: str = "ray",
 ) -> Translation:
     """Run ``spec``'s generator over every volume of ``source`` (see the module docstring).
 
@@ -171,81 +261,54 @@ def translate(
         device: ``cpu`` (actors of one logical CPU, each using its share of the cores) or
             ``cuda`` (actors of one GPU each).
         batch: slices per generator call.
-        actors: generator actors (GPUs when ``device`` is cuda).
+        actors: generator actors (GPUs when ``device`` is cuda); 0: from the cluster's
+            resources (Ray engine).
         bf16: bf16 autocast on GPU (CPU always runs float32).
         address: a Ray cluster to join (default: the running instance, or a local one).
+        engine: ``ray``, ``local`` (in this process, no Ray) or ``auto`` (:func:`choose_engine`).
 
     Raises:
-        ValueError: no GPU in the cluster for ``device=cuda``.
+        ValueError: no GPU for ``device=cuda``; an unknown engine.
     """
-    import ray
-    import ray.data
+    if batch < 1 or actors < 0:
+        raise ValueError(f"batch ≥ 1 and actors ≥ 0; got {batch} and {actors}")
+    way = choose_engine(engine, address, source.count(), actors)
+    log.info("%s: %s engine, %d volume(s)", description, way, source.count())
+    if way == "local":
+        from dcesynth.inference.engine_local import translate_local
 
-    from dcesynth.cluster import init_ray
-    from dcesynth.progress import progress_bar
+        return translate_local(spec, source, device, batch, bf16, progress, description)
+    from dcesynth.inference.engine_ray import translate_ray
 
-    t0 = time.perf_counter()
-    init_ray(address, log_to_driver=False)
-    if device.startswith("cuda") and ray.cluster_resources().get("GPU", 0) < 1:
-        raise ValueError("`device` cuda: the Ray cluster has no GPU; use cpu")
-    n = source.count()
-    out = Translation()
-    if n == 0:
-        return out
-    ctx = ray.data.DataContext.get_current()
-    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours below instead
-    gpu = device.startswith("cuda")
-    ds = ray.data.from_items([{"case": i} for i in range(n)], override_num_blocks=n)
-    ds = ds.map_batches(
-        read_volume,
-        fn_kwargs={"source": source},
-        batch_size=1,
-        batch_format="numpy",
-        num_cpus=1,
-        udf_modifying_row_count=True,
-    )
-    ds = ds.map_batches(
-        GeneratorActor,
-        fn_constructor_kwargs={
-            "spec": spec,
-            "device": device,
-            "bf16": bf16,
-            "threads": cpu_threads(actors),
-        },
-        batch_size=batch,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=1,
-        num_gpus=1 if gpu else None,
-    )
-    buffers: dict[int, list] = {}
+    return translate_ray(spec, source, device, batch, actors, bf16, address, progress, description)
+
+
+def assemble(buffers: dict, i: int, fake, rs, z, total: int, ctx) -> tuple | None:
+    """Put volume ``i``'s generated slices ``fake`` (at ``z``) back on its grid. Returns
+    ``(volume, context)`` once all ``total`` slices are in (the buffer is then released)."""
+    buf = buffers.setdefault(i, [np.empty((fake.shape[1], total, rs.ny, rs.nx), np.uint8), 0, None])
+    buf[0][:, z] = rs.invert(fake).transpose(1, 0, 2, 3)
+    buf[1] += len(z)
+    if ctx is not None:
+        buf[2] = ctx
+    if buf[1] < total:
+        return None
+    vol, _, context = buffers.pop(i)
+    return vol, context
+
+
+def finish_volume(source, i: int, fake: np.ndarray, context) -> tuple[int, bool, object]:
+    """``(i, True, what finish returned)``, or ``(i, False, why)``: a write that fails fails
+    that volume only. Runs on the driver (local engine) or in a writing task (Ray engine)."""
     try:
-        with progress_bar(n, description, progress) as advance:
-            for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for i in np.unique(b["case"]).tolist():
-                    sel = np.flatnonzero(b["case"] == i)
-                    if b["z"][sel[0]] < 0:
-                        out.failed[i] = str(b["error"][sel[0]])
-                        advance()
-                        continue
-                    rs = _plan(b["plan"][sel[0]])
-                    total = int(b["n"][sel[0]])
-                    buf = buffers.setdefault(
-                        i, [np.empty((b["fake"].shape[1], total, rs.ny, rs.nx), np.uint8), 0]
-                    )
-                    buf[0][:, b["z"][sel]] = rs.invert(b["fake"][sel]).transpose(1, 0, 2, 3)
-                    buf[1] += len(sel)
-                    out.slices += len(sel)
-                    if buf[1] == total:
-                        fake = buffers.pop(i)[0]
-                        try:
-                            out.done[i] = source.finish(i, fake)
-                        except Exception as e:  # a write that fails fails that volume only
-                            out.failed[i] = error_message(e)
-                        advance()
-    finally:
-        ctx.enable_progress_bars = bars
-    for i in buffers:  # cannot happen unless Ray Data lost rows: never report them as done
-        out.failed[i] = f"volume {i}: incomplete ({buffers[i][1]} slices came back)"
-    out.wall_s = time.perf_counter() - t0
-    return out
+        return i, True, finish(source, i, fake, context)
+    except Exception as e:
+        return i, False, error_message(e)
+
+
+def record(out: Translation, result: tuple[int, bool, object]) -> None:
+    i, ok, value = result
+    if ok:
+        out.done[i] = value
+    else:
+        out.failed[i] = str(value)

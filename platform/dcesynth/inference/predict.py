@@ -3,8 +3,9 @@
 Per patient (found by :mod:`~dcesynth.inference.inputs`) the pre-contrast volume is read and
 checked (:mod:`dcesynth.data.readers.pre`), normalised to uint8 exactly as the model's training
 data were (method and parameters from the model file), brought into canonical orientation and
-resized slice by slice as ingest did; the slices run through the one Ray Data path
-(:func:`~dcesynth.inference.engine.translate`); each volume is resized back, turned back into
+resized slice by slice as ingest did; the slices run through the one engine interface
+(:func:`~dcesynth.inference.engine.translate`: Ray Data for many patients or a cluster, this
+process for one or two; the same bytes either way); each volume is resized back, turned back into
 the input's own orientation and written to ``OUT/<patient>/``:
 
 * ``post_000p.nii.gz`` / ``sub_000p.nii.gz`` — synthetic post-contrast phase p and synthetic
@@ -26,6 +27,7 @@ its folder).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -51,6 +53,8 @@ class PredictResult:
     ignored: list[dict] = field(default_factory=list)
     slices: int = 0
     wall_s: float = 0.0
+    engine: str = ""  # the engine that ran: ray or local
+    compute_s: float = 0.0  # in the generator (local engine only)
 
 
 def check_model(model: ModelArtifact, phases: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -141,16 +145,22 @@ class PatientSource:
             raise CaseError(p.key, f"cannot normalise: {e}", pre.source) from None
         return pre, u8
 
-    def squares(self, i: int):
+    def load(self, i: int):
+        """Slices, resize plan and the context ``finish`` needs: the checked volume (its
+        float voxels dropped: only its geometry and headers are written from) and its uint8
+        normalisation — read once, in the reading task, never again on the driver."""
         from dcesynth.data.ingest.transforms import SquareResize
 
         pre, u8 = self.read(i)
         g = pre.geometry.as_float32()  # as ingest planned the training slices
         rs = SquareResize.plan(g.shape[1], g.shape[2], g.spacing[1], g.spacing[0], self.size)
-        return rs.apply(u8[:, None])[:, 0], rs
+        light = dataclasses.replace(pre, volume=np.empty((0, 0, 0), np.float32))
+        return rs.apply(u8[:, None])[:, 0], rs, (light, u8)
 
-    def finish(self, i: int, fake: np.ndarray) -> str:
-        pre, u8 = self.read(i)
+    def finish(self, i: int, fake: np.ndarray, context=None) -> str:
+        """Write patient ``i``'s outputs; ``context`` is what :meth:`load` read (read again
+        when None)."""
+        pre, u8 = context if context is not None else self.read(i)
         name = self.name(i)
         final = within(self.out, name)  # a safe name already; checked to stay inside OUT
         tmp = final.with_name(f"{TMP_PREFIX}{final.name}")
@@ -218,6 +228,7 @@ def predict(
     actors: int = 1,
     address: str | None = None,
     progress: bool | None = None,
+    engine: str = "auto",
 ) -> PredictResult:
     """Synthetic post-contrast and subtraction volumes for every patient in ``source``.
 
@@ -229,7 +240,10 @@ def predict(
         deidentify: DICOM outputs without the input's identifying values; patient folders
             named by pseudonym (``salt``).
         dicom: also write DICOM series (DICOM inputs only).
-        device, batch, actors, address: as :func:`~dcesynth.inference.engine.translate`.
+        device, batch, actors, address, engine: as
+            :func:`~dcesynth.inference.engine.translate`; ``auto`` runs one patient (up to
+            :data:`~dcesynth.inference.engine.LOCAL_MAX_VOLUMES`) in this process without Ray
+            when no cluster is named, and many through Ray Data.
 
     Raises:
         ModelError: a damaged or altered model, or one the request cannot meet.
@@ -239,7 +253,7 @@ def predict(
     with folder_lock(out, "predict"):  # a second predict into OUT is refused, naming this one
         return _predict(
             model, source, out, phases, deidentify, salt, dicom, device, batch, actors, address,
-            progress,
+            progress, engine,
         )  # fmt: skip
 
 
@@ -256,9 +270,12 @@ def _predict(
     actors: int,
     address: str | None,
     progress: bool | None,
+    engine: str = "auto",
 ) -> PredictResult:
-    from dcesynth.inference.engine import translate
+    from dcesynth.inference.engine import ENGINES, translate
 
+    if engine not in ENGINES:  # before any work
+        raise ValueError(f"--engine {engine!r}: one of {', '.join(ENGINES)}")
     art = load_artifact(model)
     todo = check_model(art, phases)
     patients, bad, ignored = find_patients(Path(source), address)
@@ -291,8 +308,10 @@ def _predict(
             address=address,
             progress=progress,
             description="predict",
+            engine=engine,
         )
         res.slices, res.wall_s = tr.slices, tr.wall_s
+        res.engine, res.compute_s = tr.engine, tr.compute_s
         label = src.name if deidentify else (lambda i: patients[i].key)
         res.done = {label(i): str(out / name) for i, name in sorted(tr.done.items())}
         res.failed |= {label(i): why for i, why in sorted(tr.failed.items())}
