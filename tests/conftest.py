@@ -28,6 +28,20 @@ from dcesynth.data.phantom import PhantomConfig, generate_cohort
 from dcesynth.data.phantom.case import PhantomCase, generate_case
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tracking_off() -> Iterator[None]:
+    """No MLflow tracking in the suite (a fresh SQLite store costs ~7 s, importing mlflow ~4 s):
+    the switch scripts use too. tests/test_tracking.py turns it back on where it tests it.
+    Session-scoped, so it holds before any session fixture runs a command."""
+    old = os.environ.get("DCESYNTH_TRACKING")
+    os.environ["DCESYNTH_TRACKING"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("DCESYNTH_TRACKING", None)
+    else:
+        os.environ["DCESYNTH_TRACKING"] = old
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -78,3 +79,24 @@ def test_bad_key_names_its_section(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "section `joint`" in res.output and "epoks" in res.output and "epochs" in res.output
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_continued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier invocation that died before its first checkpoint left the run folder (its
+    config.yaml): the study must resume into it, not stop with "exists" as a fresh run would."""
+    from dcesynth.cli import study
+    from dcesynth.training import run as run_module
+
+    cfg = _configs(build_config(StudyPreset, PRESET))["phase1"].model_copy(
+        update={"runs_dir": tmp_path}
+    )
+    calls: list[bool] = []
+    monkeypatch.setattr(run_module, "train", lambda c, resume=False, **kw: calls.append(resume))
+    study._train(cfg, lambda msg: None)  # a fresh study: no folder yet
+    (tmp_path / cfg.name).mkdir()
+    study._train(cfg, lambda msg: None)  # an empty folder (created, nothing written): fresh
+    (tmp_path / cfg.name / "config.yaml").write_text("epochs: 20\n")
+    study._train(cfg, lambda msg: None)  # died before epoch 1's checkpoint: resumed
+    assert calls == [False, False, True]

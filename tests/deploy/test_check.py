@@ -175,3 +175,39 @@ def test_rayjob_needs_name_and_cluster(tmp_path: Path) -> None:
 )
 def test_image_ray_version(image: str, version: str | None) -> None:
     assert image_ray_version(image) == version
+
+
+def test_shipped_files_start_mlflow_on_the_heads_loopback_with_its_store_on_shared() -> None:
+    head = yaml.safe_load(LAUNCHER)["head_start_ray_commands"]
+    (server,) = [c for c in head if "mlflow server" in c]
+    assert "--host 127.0.0.1" in server and "sqlite:////shared/mlflow/mlflow.db" in server
+    assert "--artifacts-destination /shared/mlflow/mlartifacts" in server
+    (start,) = [c for c in head if "ray start" in c]
+    assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in start  # jobs' drivers log there
+    pod = yaml.safe_load(KUBE)["spec"]["headGroupSpec"]["template"]["spec"]
+    (mlflow,) = [c for c in pod["containers"] if c["name"] == "mlflow"]
+    command = " ".join(mlflow["command"])
+    assert "--host 127.0.0.1" in command and "sqlite:////shared/mlflow/mlflow.db" in command
+    assert "ports" not in mlflow  # reached by port-forward only
+    (ray_head,) = [c for c in pod["containers"] if c["name"] == "ray-head"]
+    env = {e["name"]: e.get("value") for e in ray_head["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(
+    ("text", "old", "new", "needle"),
+    [
+        (LAUNCHER, "mlflow server --host 127.0.0.1", "mlflow server --host 0.0.0.0", "0.0.0.0"),
+        (KUBE, "mlflow server --host 127.0.0.1", "mlflow server --host 0.0.0.0", "0.0.0.0"),
+        (
+            LAUNCHER,
+            "sqlite:////shared/mlflow/mlflow.db",
+            "sqlite:////tmp/mlflow.db",
+            "--backend-store-uri sqlite:////tmp/mlflow.db: put it under /shared",
+        ),
+    ],
+    ids=["launcher public mlflow", "kuberay public mlflow", "store off /shared"],
+)
+def test_mlflow_server_mistakes(tmp_path: Path, text: str, old: str, new: str, needle: str):
+    res = check_file(_edit(tmp_path, text, old, new))
+    assert not res.ok and any(needle in e and "mlflow server" in e for e in res.errors), res.errors

@@ -163,6 +163,7 @@ def test_a_recurring_baseline_extracts_its_features_once(
         for m in ("frd", "frd_box"):
             assert a[m]["mean"] == pytest.approx(b[m]["mean"], rel=1e-6), (p, m)
 
+
 def test_frd_is_opt_in_and_validated() -> None:
     assert "frd" not in EvalConfig().metrics  # the study's metric set is unchanged
     cfg = EvalConfig(metrics=("mae", "frd"), same_metrics=("frd", "mae"))

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dcesynth import tracking
 from dcesynth.cli.app import app
 from dcesynth.config import ConfigError
 from dcesynth.data.ingest import IngestConfig, ingest
@@ -102,6 +103,9 @@ def test_sweep_asha_failure_ranking_and_best_config(
     )
     fault = {"params": {"lr": 2e-3}, "train": {"always_crash": 2}}
     monkeypatch.setattr(sweep_module, "sweep", partial(sweep_module.sweep, fault=fault))
+    # tracked (the suite runs untracked, tests/conftest.py): the sweep and its trials in MLflow
+    monkeypatch.delenv(tracking.OFF_ENV, raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     caplog.set_level("INFO", logger="dcesynth.sweep")
     caplog.set_level("INFO", logger="dcesynth.evaluation.select")
     out = CliRunner().invoke(app, ["sweep", str(path)])
@@ -140,6 +144,7 @@ def test_sweep_asha_failure_ranking_and_best_config(
     assert sel["best"] == min(sel["same"], key=sel["same"].get)
     assert (sweep_dir / "table1.md").read_text().count("\n| trial_") == min(kept, 5)
     assert (sweep_dir / "sweep_params.png").stat().st_size > 1000
+    _tracked(tmp_path / "sweeps", rows, out.output)
     # selecting within the best trial reuses the ranking's scores, and equals scoring afresh
     best_run = sweep_dir / "runs" / sel["best"].split("/")[0]
     ecfg = load_space(sweep_dir / "space.yaml").evaluation
@@ -158,6 +163,39 @@ def test_sweep_asha_failure_ranking_and_best_config(
     assert "2/2 epochs" in trained.output
     status = CliRunner().invoke(app, ["sweep", "status", str(sweep_dir)])
     assert status.exit_code == 0 and "finished" in status.output
+
+
+def _tracked(root: Path, rows: dict, output: str) -> None:
+    """The sweep in its default MLflow store (<storage_path>/mlflow.db): a parent run with its
+    search space, Table 1 and files; each trial a nested run with its config as params, every
+    reported epoch as a step, its population SAMe; no TensorBoard hint or files."""
+    from mlflow.tracking import MlflowClient
+
+    assert "TensorBoard" not in output
+    assert not list(root.rglob("events.out.tfevents*"))
+    c = MlflowClient(tracking.default_uri(root))
+    exp = c.get_experiment_by_name("dcesynth")
+    runs = c.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["dcesynth.kind"] == "sweep"]
+    trials = {r.data.params["lr"]: r for r in runs if r.data.tags["dcesynth.kind"] == "trial"}
+    assert set(trials) == {"0.002", "1e-09", "0.001"}
+    assert all(t.data.tags["mlflow.parentRunId"] == parent.info.run_id for t in trials.values())
+    assert parent.data.params["base.epochs"] == "2" and parent.data.params["name"] == "asha"
+    assert parent.data.tags["dataset_fingerprint"]
+    assert "best_population_same" in parent.data.metrics
+    assert any(k.startswith("table1.") for k in parent.data.metrics)
+    arts = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"space.yaml", "sweep_results.csv", "best_config.yaml", "selection.json"} <= arts
+    assert "tables/table1.csv" in {a.path for a in c.list_artifacts(parent.info.run_id, "tables")}
+    done = trials["0.001"]  # ran both epochs
+    assert done.data.params["model.ngf"] == "8" and done.data.params["epochs"] == "2"
+    for key in ("loss_g", "val_mae", "anchored_same"):
+        assert [m.step for m in c.get_metric_history(done.info.run_id, key)] == [1, 2], key
+    stopped = trials["1e-09"]  # ASHA stopped it after epoch 1: its one epoch is there
+    assert [m.step for m in c.get_metric_history(stopped.info.run_id, "anchored_same")] == [1]
+    assert "population_same" in done.data.metrics and done.info.status == "FINISHED"
+    assert {"config.yaml", "metrics.jsonl"} <= {a.path for a in c.list_artifacts(done.info.run_id)}
+    assert rows["0.001"]["status"] == "completed"
 
 
 def _terminated(sweep_dir: Path) -> set[str]:

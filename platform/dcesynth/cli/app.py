@@ -28,6 +28,7 @@ from dcesynth.cli import (
     sweep,
     train,
     trust,
+    ui,
     weights,
 )
 
@@ -66,6 +67,7 @@ app.add_typer(predict.model_app, name="model")
 app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.command("demo")(demo.demo)
+app.command("ui")(ui.ui)
 app.command("study")(study.study)
 app.command("conspicuity")(conspicuity.conspicuity)
 app.add_typer(bench.app, name="bench")

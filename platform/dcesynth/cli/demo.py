@@ -15,6 +15,7 @@ import typer
 
 from dcesynth.cli.errors import user_errors
 from dcesynth.cli.phantom import DEFAULT_WORKERS
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 
 def demo(
@@ -36,6 +37,8 @@ def demo(
         typer.Option(help="Segmentation study settings (Table 3); --no-segment skips it."),
     ] = Path("jobs/configs/segment_demo.yaml"),
     no_segment: Annotated[bool, typer.Option("--no-segment", help="Skip Table 3.")] = False,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Run the study on the embedded phantom and print where the report is."""
     import time
@@ -43,6 +46,7 @@ def demo(
     from rich.console import Console
 
     from dcesynth.progress import interactive
+    from dcesynth.tracking import default_uri, fingerprints, track
     from dcesynth.tuning.sweep import ensure_ray
 
     console = Console(width=None if interactive() else 140)
@@ -51,12 +55,88 @@ def demo(
     with user_errors():
         sweep_space = _space(space, out, gpus, concurrent)
         ensure_ray(sweep_space, address)  # one Ray for all stages, sized for the sweep
-        cohort = _data(out, cases, matrix, slices, workers, step)
-        sweep_dir, best = _sweep(out, sweep_space, address, step)
-        report = _judge(sweep_dir, best, cohort, step)
-        table3 = None if no_segment or segment is None else _segment(out, report, segment, step)
+        # MLflow: one run for the demo in <out>/mlflow.db (`dcectl ui`), each stage nested
+        with track(
+            "demo",
+            out.resolve().name,
+            sweep_space,
+            out,
+            uri=tracking_uri,
+            settings=sweep_space.base.tracking,
+            off=no_tracking,
+        ) as mt:
+            cohort = _data(out, cases, matrix, slices, workers, step)
+            mt.tags(fingerprints(out / "dataset", cohort))
+            sweep_dir, best = _sweep(out, sweep_space, address, step, mt)
+            report = _judge(sweep_dir, best, cohort, step, mt)
+            if not (no_segment or segment is None):
+                table3 = _segment(out, report, segment, step, mt)
+            else:
+                table3 = None
+            local_store = mt.on and mt.target.uri == default_uri(out)
     _headline(console, sweep_dir, report, table3)
+    run = report.parent.parent
+    study = segment_dir(table3)
+    for missing in missing_outputs(out, cases, sweep_dir.name, run.name, study, local_store):
+        console.print(
+            f"[yellow]warning:[/] the guides promise {missing}, the demo did not write it"
+        )
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {report}")
+
+
+def segment_dir(table3: Path | None) -> str | None:
+    """The segmentation study's folder name (None: skipped), from its Table 3's path."""
+    return None if table3 is None else table3.parent.parent.name
+
+
+def outputs(
+    out: Path = Path("demo_out"),
+    cases: int = 10,
+    sweep: str = "demo",
+    trial: str = "<trial>",
+    study: str | None = "demo",
+    tracked: bool = True,
+) -> list[Path]:
+    """Every path `dcectl demo --out OUT` promises, the ones the guides name included.
+
+    ``trial`` is the sweep trial the demo selected (``<trial>`` in the guides); ``study`` the
+    segmentation study's name (None: ``--no-segment``); ``tracked``: the MLflow store under
+    OUT (not with ``--no-tracking`` or another tracking URI). The demo warns about any it did not
+    write; tests/test_docs.py checks that every ``demo_out/…`` path in README.md and docs/ is
+    one of these or a folder above one.
+    """
+    from dcesynth.data.phantom.case import case_id
+
+    cohort, dataset, sw = out / "phantom", out / "dataset", out / "sweeps" / sweep
+    run = sw / "runs" / trial
+    paths = [out / "mlflow.db", out / "mlartifacts"] if tracked else []
+    paths += [cohort / f for f in ("phantom.json", "cohort.json", "clinical.csv")]
+    paths += [cohort / f for f in ("identities.csv", "Annotation_Boxes.csv", "preview")]
+    paths += [cohort / "ground_truth" / f"{case_id(i)}.json" for i in range(cases)]
+    paths += [cohort / "dicom" / case_id(i) for i in range(cases)]
+    paths += [cohort / "nifti" / "images" / case_id(i) for i in range(cases)]
+    paths += [cohort / "nifti" / f for f in ("Annotation_Boxes.csv", "masks", "labels")]
+    paths += [dataset / f for f in ("manifest.json", "cases.parquet", "ingest_report.json")]
+    paths += [dataset / "slices", dataset / "volumes"]
+    paths += [sw / f for f in ("space.yaml", "sweep_results.csv", "table1.md", "selection.json")]
+    paths += [sw / "best_config.yaml", sw / "sweep_params.png"]
+    paths += [run / f for f in ("config.yaml", "metrics.jsonl", "checkpoints")]
+    report = run / "report"
+    paths += [report / f for f in ("report.md", "table1.md", "table2.md", "evaluation.json")]
+    paths += [report / "selection.json", report / "montage_phase1.png", report / "trust"]
+    paths += [run / "synthetic" / "test"]
+    if study is not None:
+        seg = out / "segmentation" / study
+        paths += [run / "synthetic" / "train", run / "synthetic" / "val"]
+        paths += [seg / "study.json", seg / "results" / "table3.md", seg / "results" / "table3.png"]
+    return paths
+
+
+def missing_outputs(
+    out: Path, cases: int, sweep: str, trial: str, study: str | None, tracked: bool = True
+) -> list[Path]:
+    """The promised outputs (:func:`outputs`) a finished demo in ``out`` lacks."""
+    return [p for p in outputs(out, cases, sweep, trial, study, tracked) if not p.exists()]
 
 
 def _stepper(console, t0):
@@ -126,7 +206,7 @@ def _space(space_file: Path, out: Path, gpus: bool, concurrent: int | None):
     return space.model_copy(update=update)
 
 
-def _sweep(out: Path, space, address, step):
+def _sweep(out: Path, space, address, step, mt):
     import csv
     import json
     import shutil
@@ -145,7 +225,8 @@ def _sweep(out: Path, space, address, step):
             f"sweep: {space.num_samples} trials × {base.epochs} epochs → {sweep_dir}"
             + (" (resuming)" if resume else "")
         )
-        sweep(space, resume=resume, address=address)
+        with mt.child("sweep", space.name, space) as t:
+            sweep(space, resume=resume, address=address, tracker=t)
     rows = list(csv.DictReader((sweep_dir / "sweep_results.csv").open()))
     best = json.loads((sweep_dir / "selection.json").read_text())["best"]
     stopped = sum(r["status"] == "stopped early" for r in rows)
@@ -153,21 +234,30 @@ def _sweep(out: Path, space, address, step):
     return sweep_dir, best
 
 
-def _judge(sweep_dir: Path, best: str, cohort: Path, step) -> Path:
+def _judge(sweep_dir: Path, best: str, cohort: Path, step, mt) -> Path:
+    from dcesynth.cli.evaluate import log_evaluation, log_selection, run_tracker
+    from dcesynth.cli.trust import log_trust
     from dcesynth.evaluation.report import evaluate
     from dcesynth.evaluation.select import select_checkpoint
     from dcesynth.evaluation.synthesize import synthesize
     from dcesynth.trust.config import TrustConfig
     from dcesynth.trust.run import trust as run_trust
+    from dcesynth.tuning.ranking import trial_scores
     from dcesynth.tuning.space import load_space
 
     space = load_space(sweep_dir / "space.yaml")
     run = sweep_dir / "runs" / best.split("/")[0]
-    sel = select_checkpoint(run, space.evaluation)
+    with run_tracker("select", run, space.evaluation, parent=mt) as t:
+        # the sweep's ranking scored this trial's checkpoints already: Table 1 reuses them
+        sel = select_checkpoint(run, space.evaluation, scores=trial_scores(run))
+        log_selection(t, sel, run)
     step(f"select: {run.name}, epoch {sel.selected_epoch} (Table 1: {run / 'report/table1.md'})")
     syn = synthesize(run, "best", "test", device=space.evaluation.torch_device())
     step(f"synthesize: {len(syn.cases)} test cases → {syn.out}")
-    ev = evaluate(run, space.evaluation, "best", "test", truth=cohort / "ground_truth")
+    truth = cohort / "ground_truth"
+    with run_tracker("evaluate", run, space.evaluation, truth=truth, parent=mt) as t:
+        ev = evaluate(run, space.evaluation, "best", "test", truth=truth)
+        log_evaluation(t, ev)
     step(f"evaluate: {ev.report}")
     # the trust dimensions (dcectl trust) in the same report; Inception features only when the
     # evaluation has their weights, pixels otherwise; the ensemble: the sweep's best checkpoints
@@ -179,14 +269,17 @@ def _judge(sweep_dir: Path, best: str, cohort: Path, step) -> Path:
         sweep=sweep_dir,
         device=space.evaluation.device,
     )
-    tr = run_trust(run, tcfg)
+    with run_tracker("trust", run, tcfg, truth=truth, parent=mt) as t:
+        tr = run_trust(run, tcfg)
+        log_trust(t, tr)
     step(f"trust: {tr.folder / 'trust.md'}")
     return ev.report / "report.md"
 
 
-def _segment(out: Path, report: Path, config: Path, step) -> Path:
+def _segment(out: Path, report: Path, config: Path, step, mt) -> Path:
     """Scenario(s) of the segmentation study with the selected checkpoint's synthetic volumes
     (every split: fold patients train on them); an interrupted study resumes."""
+    from dcesynth.cli.segment import log_segmentation
     from dcesynth.config import build_config
     from dcesynth.evaluation.synthesize import synthesize
     from dcesynth.segmentation.config import SegmentConfig
@@ -209,7 +302,9 @@ def _segment(out: Path, report: Path, config: Path, step) -> Path:
         f"segment: scenarios {list(cfg.scenarios)}, sets {''.join(cfg.training_sets())}, "
         f"{cfg.folds} folds of nnU-Net → {cfg.study_dir}" + (" (resuming)" if resume else "")
     )
-    res = run_study(cfg, resume=resume)
+    with mt.child("segment", cfg.name, cfg) as t:
+        res = run_study(cfg, resume=resume)
+        log_segmentation(t, res)
     step(f"segment: Table 3 in {res.path / 'results' / 'table3.md'} and in the report")
     return res.path / "results" / "table3.md"
 

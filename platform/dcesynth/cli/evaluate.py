@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 Config = Annotated[Path | None, typer.Option("--config", help="EvalConfig YAML.")]
 Overrides = Annotated[
@@ -52,13 +53,17 @@ def select(
     weights_dir: WeightsDir = None,
     dataset: Dataset = None,
     no_pretrained: NoWeights = False,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Score a run's checkpoints on the validation split; pick the lowest SAMe (Table 1)."""
     from dcesynth.evaluation.select import select_checkpoint
 
     with user_errors():
         cfg = _config(config, overrides, pairs, device, weights_dir, no_pretrained)
-        res = select_checkpoint(run, cfg, every=every, dataset=dataset)
+        with run_tracker("select", run, cfg, tracking_uri, no_tracking) as t:
+            res = select_checkpoint(run, cfg, every=every, dataset=dataset)
+            log_selection(t, res, run)
     for e, s in res.same.items():
         typer.echo(f"epoch {e:4d}  SAMe {s:.4f}{'  ← selected' if e == res.selected_epoch else ''}")
     typer.echo(f"selected: {res.checkpoint}")
@@ -105,11 +110,69 @@ def evaluate(
     ] = None,
     salt: Annotated[str, typer.Option(help="Pseudonym salt used by ingest.")] = "dcesynth",
     no_pretrained: NoWeights = False,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Tables 2/4, montages and kinetics of a checkpoint on a split; one Markdown report."""
     from dcesynth.evaluation.report import evaluate as run_evaluation
 
     with user_errors():
         cfg = _config(config, overrides, pairs, device, weights_dir, no_pretrained)
-        res = run_evaluation(run, cfg, checkpoint, split, dataset, truth, salt)
+        with run_tracker("evaluate", run, cfg, tracking_uri, no_tracking, truth) as t:
+            res = run_evaluation(run, cfg, checkpoint, split, dataset, truth, salt)
+            log_evaluation(t, res)
     typer.echo(f"report: {res.report / 'report.md'}")
+
+
+def run_tracker(kind, run, cfg, uri=None, off=False, truth=None, parent=None):
+    """The MLflow run of a command on a training run: in the store of the run folder's parent
+    (as `dcectl train` logs), with the run's own ``tracking`` settings.
+
+    Args:
+        kind: select, evaluate or trust.
+        run: the training run's folder.
+        cfg: the command's resolved config (logged as params).
+        uri, off: ``--tracking-uri``, ``--no-tracking``.
+        truth: the phantom's ground_truth/ folder (its fingerprint becomes a tag).
+        parent: a run to nest under (dcectl study, demo).
+    """
+    from dcesynth.tracking import TrackingConfig, fingerprints, track
+    from dcesynth.training.run import load_run_config
+
+    run = Path(run).resolve()
+    try:
+        train_cfg = load_run_config(run)
+        settings, dataset = train_cfg.tracking, train_cfg.dataset
+    except ValueError:  # not a run: the command itself says so
+        settings, dataset = TrackingConfig(), None
+    tags = {**fingerprints(dataset, Path(truth).parent if truth else None), "run_dir": str(run)}
+    return track(
+        kind,
+        run.name,
+        cfg,
+        run.parent,
+        uri=uri,
+        settings=settings,
+        off=off,
+        parent=parent,
+        tags=tags,
+    )
+
+
+def log_selection(t, res, run: Path) -> None:
+    """Table 1 into MLflow: SAMe per epoch (step = epoch), the selected epoch, the table's
+    CSV and Markdown, the SAMe bars and selection.json."""
+    for epoch, same in res.same.items():
+        t.metrics({"same": same}, step=epoch)
+    t.metrics({"selected_epoch": res.selected_epoch})
+    t.table(Path(run) / "report" / "table1.csv", ["checkpoint"], "table1")
+    t.artifacts(f for f in res.files if Path(f).suffix != ".csv")
+
+
+def log_evaluation(t, res) -> None:
+    """Table 2 (one phase) or Table 4 (joint phases) as metrics and CSV; the montages, the
+    report and every other file of the evaluation as artefacts."""
+    phases = {r.get("phase") for r in res.rows}
+    table = "table2" if len(phases) <= 1 else "table4"
+    t.table(res.report / "table2.csv", ["phase", "comparison"], table)
+    t.artifacts(f for f in res.files if Path(f).suffix != ".csv")  # report.md among them

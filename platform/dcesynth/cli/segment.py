@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 
 def segment(
@@ -27,6 +28,8 @@ def segment(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster: auto, host:6379 (default: local).")
     ] = None,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """The segmentation study (Table 3): nnU-Net folds per training set as Ray tasks."""
     from dcesynth.config import ConfigError, build_config, parse_overrides
@@ -39,6 +42,7 @@ def segment(
             _print_status(Path(overrides[0]))
         return
     from dcesynth.segmentation.run import run_study
+    from dcesynth.tracking import fingerprints, track
 
     with user_errors():
         if resume is not None:
@@ -57,7 +61,19 @@ def segment(
             )
         else:
             cfg = build_config(SegmentConfig, target, parse_overrides(overrides or []))
-        res = run_study(cfg, resume=resume is not None, address=address)
+        # MLflow: the store of the study folder's parent (the config's `out`)
+        with track(
+            "segment",
+            cfg.name,
+            cfg,
+            cfg.out,
+            uri=tracking_uri,
+            settings=cfg.tracking,
+            off=no_tracking,
+            tags=fingerprints(cfg.dataset),
+        ) as t:
+            res = run_study(cfg, resume=resume is not None, address=address)
+            log_segmentation(t, res)
     _print_status(res.path)
     out = res.path / "results"
     typer.echo(f"table: {out / 'table3.md'}; figure: {out / 'table3.png'}")
@@ -87,3 +103,12 @@ def _print_status(folder: Path) -> None:
     con.print(table)
     if st["table3"]:
         con.print(st["table3"])
+
+
+def log_segmentation(t, res) -> None:
+    """Table 3 as metrics (``table3.<scenario>.<set>.<test>.mean``…) and CSV; its Markdown,
+    figure and per-case Dice as artefacts."""
+    out = res.path / "results"
+    t.table(out / "table3.csv", ["scenario", "set", "test"], "table3")
+    t.artifacts(out / f for f in ("table3.md", "table3.png", "dice_per_case.csv", "tasks.json"))
+    t.metrics({"failed_tasks": len(res.failures)})

@@ -19,7 +19,9 @@ import typer
 from pydantic import Field
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 from dcesynth.config import StrictModel
+from dcesynth.tracking import TrackingConfig
 
 
 class StudyPreset(StrictModel):
@@ -38,6 +40,10 @@ class StudyPreset(StrictModel):
     evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig keys")
     segmentation: dict[str, Any] = Field(default_factory=dict, description="SegmentConfig keys")
     trust: dict[str, Any] = Field(default_factory=dict, description="TrustConfig keys")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="MLflow: one run for the study, each stage nested (docs/tracking.md)",
+    )
 
 
 def _configs(p: StudyPreset) -> dict:
@@ -96,20 +102,28 @@ def _configs(p: StudyPreset) -> dict:
     return models
 
 
-def _train(cfg, step) -> Path:
+def _train(cfg, step, tracker=None) -> Path:
+    from dcesynth.tracking import Tracker
     from dcesynth.training.run import checkpoint_dirs, train
 
     run = Path(cfg.runs_dir) / cfg.name
     done = [d for d in checkpoint_dirs(run) if d.name == f"epoch_{cfg.epochs:03d}"]
+    t = (tracker or Tracker(None)).child("train", cfg.name, cfg)
     if done:
         step(f"train {cfg.name}: complete; reusing it")
+        t.train_run(run)
+        t.close()
         return run
-    resume = bool(checkpoint_dirs(run))
+    # an earlier invocation's run folder, even one stopped before its first checkpoint (then
+    # training starts from scratch in it): a fresh train() would refuse the existing folder
+    resume = run.is_dir() and any(run.iterdir())
     step(
         f"train {cfg.name}: phases {list(cfg.phases)}, {cfg.epochs} epochs"
-        + (" (resuming)" if resume else "")
+        + (" (resuming)" if checkpoint_dirs(run) else "")
     )
-    train(cfg, resume=resume)
+    with t:
+        train(cfg, resume=resume, on_epoch=t.epoch)
+        t.train_run(run)
     return run
 
 
@@ -124,16 +138,21 @@ def _cohort(pcfg, icfg, root: Path, step) -> None:
     step(f"ingest: {root / 'dataset'}")
 
 
-def _judge(run: Path, ecfg, truth: Path, splits: tuple[str, ...], step):
+def _judge(run: Path, ecfg, truth: Path, splits: tuple[str, ...], step, tracker=None):
+    from dcesynth.cli.evaluate import log_evaluation, log_selection, run_tracker
     from dcesynth.evaluation.report import evaluate
     from dcesynth.evaluation.select import select_checkpoint
     from dcesynth.evaluation.synthesize import synthesize
 
-    sel = select_checkpoint(run, ecfg)
+    with run_tracker("select", run, ecfg, parent=tracker, off=tracker is None) as t:
+        sel = select_checkpoint(run, ecfg)
+        log_selection(t, sel, run)
     step(f"select {run.name}: epoch {sel.selected_epoch} by SAMe (Table 1)")
     for split in splits:
         synthesize(run, "best", split, device=ecfg.torch_device())
-    ev = evaluate(run, ecfg, "best", "test", truth=truth)
+    with run_tracker("evaluate", run, ecfg, truth=truth, parent=tracker, off=tracker is None) as t:
+        ev = evaluate(run, ecfg, "best", "test", truth=truth)
+        log_evaluation(t, ev)
     step(f"evaluate {run.name}: {ev.report / 'report.md'}")
     return ev
 
@@ -144,15 +163,20 @@ def study(
     ),
     out: Annotated[Path | None, typer.Option(help="Output folder (overrides the file).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster (e.g. auto).")] = None,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """The study's Tables 1–4 and Figures 7/8 on a phantom cohort, in one report (≤ 1 h here)."""
     import os
     import time
 
     from dcesynth.cli.demo import stepped_console
+    from dcesynth.cli.segment import log_segmentation
+    from dcesynth.cli.trust import log_trust
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
     from dcesynth.segmentation.run import run_study
+    from dcesynth.tracking import fingerprints, track
     from dcesynth.trust.run import trust as run_trust
 
     console, step, t0 = stepped_console()
@@ -162,28 +186,44 @@ def study(
         root = preset.out.resolve()
         # logical CPUs for the Train worker and Ray Data's tasks beside it (see training.run)
         init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
-        _cohort(cfg["phantom"], cfg["ingest"], root, step)
-        truth = root / "phantom" / "ground_truth"
-        timings = {}
-        runs = [("phase1", ("train", "val", "test")), ("joint", ("test",))]
-        runs += [("flow", ("test",))] if "flow" in cfg else []
-        for key, splits in runs:
+        # MLflow: one run for the study in <out>/mlflow.db, each stage a nested run
+        with track(
+            "study",
+            root.name,
+            preset,
+            root,
+            uri=tracking_uri,
+            settings=preset.tracking,
+            off=no_tracking,
+        ) as mt:
+            _cohort(cfg["phantom"], cfg["ingest"], root, step)
+            mt.tags(fingerprints(root / "dataset", root / "phantom"))
+            truth = root / "phantom" / "ground_truth"
+            timings = {}
+            runs = [("phase1", ("train", "val", "test")), ("joint", ("test",))]
+            runs += [("flow", ("test",))] if "flow" in cfg else []
+            for key, splits in runs:
+                t = time.perf_counter()
+                run = _train(cfg[key], step, mt)
+                _judge(run, cfg["evaluation"], truth, splits, step, mt)
+                with mt.child("trust", run.name, cfg["trust"]) as tt:
+                    log_trust(tt, run_trust(run, cfg["trust"]))
+                step(f"trust {run.name}: {run / 'report' / 'trust' / 'trust.md'}")
+                timings[key] = time.perf_counter() - t
+            seg = cfg["segmentation"]
             t = time.perf_counter()
-            run = _train(cfg[key], step)
-            _judge(run, cfg["evaluation"], truth, splits, step)
-            run_trust(run, cfg["trust"])
-            step(f"trust {run.name}: {run / 'report' / 'trust' / 'trust.md'}")
-            timings[key] = time.perf_counter() - t
-        seg = cfg["segmentation"]
-        t = time.perf_counter()
-        resume = (seg.study_dir / "study.json").is_file()
-        step(
-            f"segment: scenarios {list(seg.scenarios)}, sets {''.join(seg.training_sets())}, "
-            f"{seg.folds} folds" + (" (resuming)" if resume else "")
-        )
-        res = run_study(seg, resume=resume)
-        timings["segmentation"] = time.perf_counter() - t
-        report = _report(root, res, timings, time.perf_counter() - t0)
+            resume = (seg.study_dir / "study.json").is_file()
+            step(
+                f"segment: scenarios {list(seg.scenarios)}, sets {''.join(seg.training_sets())}, "
+                f"{seg.folds} folds" + (" (resuming)" if resume else "")
+            )
+            with mt.child("segment", seg.name, seg) as st:
+                res = run_study(seg, resume=resume)
+                log_segmentation(st, res)
+            timings["segmentation"] = time.perf_counter() - t
+            report = _report(root, res, timings, time.perf_counter() - t0)
+            mt.metrics({f"minutes.{k}": v / 60 for k, v in timings.items()})
+            mt.artifact(report)
     console.print(f"study finished in {time.perf_counter() - t0:.0f} s; report: {report}")
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 
 def sweep(
@@ -27,6 +28,8 @@ def sweep(
             "parameters.model.samples.values=[1,2] (repeatable).",
         ),
     ] = None,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Search loss weights, phases, lr, ngf with Ray Tune + Optuna; rank checkpoints by SAMe."""
     if target == "status":
@@ -35,6 +38,7 @@ def sweep(
                 raise ValueError("usage: dcectl sweep status SWEEP_DIR")
             _print_status(directory)
         return
+    from dcesynth.tracking import fingerprints, track
     from dcesynth.tuning.space import load_space
     from dcesynth.tuning.sweep import sweep as run_sweep
 
@@ -42,7 +46,18 @@ def sweep(
         if directory is not None:
             raise ValueError(f"unexpected argument {directory}; did you mean `sweep status`?")
         space = load_space(Path(target), sets=sets or [])
-        res = run_sweep(space, resume=resume, address=address)
+        # MLflow: the sweep's storage_path holds the store; each trial a nested run
+        with track(
+            "sweep",
+            space.name,
+            space,
+            space.storage_path,
+            uri=tracking_uri,
+            settings=space.base.tracking,
+            off=no_tracking,
+            tags=fingerprints(space.base.dataset),
+        ) as t:
+            res = run_sweep(space, resume=resume, address=address, tracker=t)
     _print_status(res.path)
     typer.echo(
         f"results: {res.path / 'sweep_results.csv'}; best config: "

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 
 def train(
@@ -24,9 +25,12 @@ def train(
     gpus: Annotated[bool, typer.Option("--gpus", help="One GPU per worker.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Resume this run directory.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto).")] = None,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Train pix2pixHD with Ray Train; writes config.yaml, checkpoints, metrics and plots."""
     from dcesynth.config import ConfigError, build_config, parse_overrides
+    from dcesynth.tracking import fingerprints, track
     from dcesynth.training.config import TrainConfig
     from dcesynth.training.run import TrainingError, load_run_config
     from dcesynth.training.run import train as run_train
@@ -49,10 +53,24 @@ def train(
             cfg = build_config(
                 TrainConfig, config, {**extra, **{k: v for k, v in flags.items() if v is not None}}
             )
-        try:
-            res = run_train(cfg, resume=resume is not None, address=address)
-        except TrainingError as e:
-            raise ValueError(str(e)) from None
+        run_dir = Path(cfg.runs_dir) / cfg.name
+        # MLflow: the store of the run folder's parent (sqlite:///<runs_dir>/mlflow.db)
+        with track(
+            "train",
+            cfg.name,
+            cfg,
+            cfg.runs_dir,
+            uri=tracking_uri,
+            settings=cfg.tracking,
+            off=no_tracking,
+            tags=fingerprints(cfg.dataset),
+        ) as t:
+            try:
+                res = run_train(cfg, resume=resume is not None, address=address, on_epoch=t.epoch)
+            except TrainingError as e:
+                t.train_run(run_dir)  # the epochs before the NaN, config, metrics
+                raise ValueError(str(e)) from None
+            t.train_run(run_dir)
     last = res.metrics[-1]
     typer.echo(
         f"{res.run_dir}: {res.epochs_done}/{cfg.epochs} epochs; last: "

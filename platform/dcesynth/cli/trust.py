@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcesynth.cli.errors import user_errors
+from dcesynth.cli.ui import NoTracking, TrackingUri
 
 
 def trust(
@@ -24,8 +25,11 @@ def trust(
     no_pretrained: Annotated[
         bool, typer.Option("--no-pretrained", help="Pixel space only (no weights needed).")
     ] = False,
+    tracking_uri: TrackingUri = None,
+    no_tracking: NoTracking = False,
 ) -> None:
     """Privacy, fairness, diversity, uncertainty and kinetic biomarkers; a report section."""
+    from dcesynth.cli.evaluate import run_tracker
     from dcesynth.config import build_config, parse_overrides
     from dcesynth.trust.config import TrustConfig
     from dcesynth.trust.run import trust as run_trust
@@ -43,7 +47,16 @@ def trust(
             None,
             {**parse_overrides(overrides or []), **{k: v for k, v in flags.items() if v}},
         )
-        res = run_trust(run, cfg)
+        with run_tracker("trust", run, cfg, tracking_uri, no_tracking, cfg.truth) as t:
+            res = run_trust(run, cfg)
+            log_trust(t, res)
     typer.echo(
         f"trust: {res.folder / 'trust.md'} (also a section of {run / 'report' / 'report.md'})"
     )
+
+
+def log_trust(t, res) -> None:
+    """The trust record's numbers as metrics (``trust.<dimension>.…``), its report, record and
+    figures as artefacts."""
+    t.metrics({k: v for k, v in res.record.items() if k != "config"}, prefix="trust")
+    t.artifact(res.folder, "trust")

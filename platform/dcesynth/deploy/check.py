@@ -12,7 +12,9 @@ For a Ray cluster-launcher file (``cluster.yaml``) the check runs Ray's own conf
 * setup commands present: left out, the launcher's defaults pip-install a nightly Ray on nodes
   without one; start commands present, with token authentication on;
 * no public ingress on the dashboard (8265), Ray client (10001) or GCS (6379) ports: neither a
-  security-group rule open to 0.0.0.0/0 over them nor ``--dashboard-host=0.0.0.0`` on the head.
+  security-group rule open to 0.0.0.0/0 over them nor ``--dashboard-host=0.0.0.0`` on the head;
+* an MLflow tracking server on the head listens on 127.0.0.1 only, its store and artefacts on
+  /shared.
 
 KubeRay manifests (``kind: RayCluster`` / ``RayJob``) get the checks that apply to them.
 Problems name the key and its line; placeholders such as ``<registry>`` are listed as to fill
@@ -280,6 +282,26 @@ def _check_image(data: dict, report: _Reporter) -> None:
             )
 
 
+def mlflow_server_problem(cmd: str) -> str | None:
+    """What is wrong with an ``mlflow server`` command on the head (None: fine, or not one):
+    it must listen on the loopback only (reached by port forwarding, like the dashboard) and
+    keep its store and artefacts on /shared, where they outlive the head."""
+    if "mlflow server" not in cmd and "mlflow ui" not in cmd:
+        return None
+    words = cmd.replace("=", " ").split()
+    host = words[words.index("--host") + 1] if "--host" in words[:-1] else "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost"):
+        return (
+            f"mlflow server --host {host} serves the tracking store (and lets anyone who reaches "
+            "it write runs) beyond the head: use --host 127.0.0.1 and port forwarding"
+        )
+    for opt in ("--backend-store-uri", "--artifacts-destination"):
+        value = words[words.index(opt) + 1] if opt in words[:-1] else ""
+        if "/shared/" not in value:
+            return f"mlflow server {opt} {value or '(default)'}: put it under /shared"
+    return None
+
+
 def _check_commands(data: dict, report: _Reporter) -> None:
     for key in ("setup_commands", "head_start_ray_commands", "worker_start_ray_commands"):
         if key not in data:
@@ -299,6 +321,9 @@ def _check_commands(data: dict, report: _Reporter) -> None:
                 "dashboard and job API on every interface; use 127.0.0.1 and "
                 "`ray dashboard cluster.yaml`",
             )
+    for i, cmd in enumerate(data.get("head_start_ray_commands") or []):
+        if why := mlflow_server_problem(str(cmd)):
+            report(("head_start_ray_commands", i), why)
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         starts = [c for c in data.get(key) or [] if "ray start" in str(c)]
         if starts and not any("RAY_AUTH_MODE=token" in str(c) for c in starts):

@@ -3,8 +3,9 @@
 KubeRay validates its custom resources in the cluster (the operator's webhook and CRD
 schema); offline we check what decides whether the cluster works for dcesynth and is safe:
 the Ray version (``rayVersion`` and every image tag) equal to the Ray installed here, whole GPU
-counts, a head service that is not public, token authentication, and that a RayJob names its
-entrypoint, its cluster and its ``job_name``.
+counts, a head service that is not public, token authentication, an MLflow sidecar on the
+loopback with its store on /shared, and that a RayJob names its entrypoint, its cluster and
+its ``job_name``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dcesynth.deploy.check import (
     _Reporter,
     image_ray_version,
     installed_ray,
+    mlflow_server_problem,
 )
 
 KINDS = ("RayCluster", "RayJob")
@@ -45,6 +47,11 @@ def _check_pod(template: dict, where: tuple, report: _Reporter, here: str) -> No
             report(
                 (*key, "resources", "limits", "nvidia.com/gpu"), f"{gpus!r}: GPUs are whole devices"
             )
+        server = " ".join(str(w) for w in [*(c.get("command") or []), *(c.get("args") or [])])
+        if why := mlflow_server_problem(server):
+            report((*key, "command"), why)
+        if "mlflow server" in server:
+            continue  # a tracking-server sidecar runs no Ray: no Ray token to present
         env = {e.get("name"): e for e in c.get("env") or []}
         if env.get("RAY_AUTH_MODE", {}).get("value") != "token":
             report((*key, "env"), "no RAY_AUTH_MODE=token: the cluster would accept any client")

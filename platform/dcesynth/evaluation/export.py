@@ -29,6 +29,7 @@ WINDOW_SCOPE = (
     "challenge z-scores in the fixed window, to uint8 [0, 255]; the generator sees x / 127.5 - 1"
 )
 
+
 def _selection(run: Run, epoch: int) -> dict | None:
     """The selection record and this epoch's Table 1 row, when ``dcectl select`` ran."""
     sel_path = run.path / SELECTION
@@ -129,4 +130,23 @@ def export_run(
             "phases": manifest["phases"],
         },
     }
-    return save_artifact(Path(out), description, weights)
+    written = save_artifact(Path(out), description, weights)
+    _track_export(run, Path(out), written)
+    return written
+
+
+def _track_export(run: Run, out: Path, desc: dict) -> None:
+    """`dcectl export` in MLflow: an ``export`` run with the model file as its artefact, in
+    the store of the run folder's parent, as `dcectl train` logs (docs/tracking.md; off with
+    the run's ``tracking.enabled: false`` or DCESYNTH_TRACKING=off). Never raises."""
+    from dcesynth.tracking import track
+
+    params = {"run": desc["run"], "phases": desc["phases"], "family": desc["generator"]["family"]}
+    tags = {
+        "dataset_fingerprint": desc["training_data"]["fingerprint"],
+        "weights_sha256": desc["checksums"]["weights_sha256"],
+        "run_dir": str(run.path.resolve()),
+    }
+    root = run.path.resolve().parent
+    with track("export", run.path.name, params, root, settings=run.cfg.tracking, tags=tags) as t:
+        t.artifact(out, "model")

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from dcesynth.config import StrictModel
+from dcesynth.tracking import TrackingConfig
 
 # Training sets: which versions of each patient are separate training cases.
 # pre = real pre-contrast, post = real post-contrast, syn = synthetic post-contrast.
@@ -132,6 +133,9 @@ class SegmentConfig(StrictModel):
     mirroring: bool = Field(True, description="test-time mirroring")
     validate_folds: bool = Field(
         False, description="nnU-Net's own validation of each fold after training"
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="MLflow store (docs/tracking.md)"
     )
     # resources and faults
     gpus_per_fold: float = Field(0, ge=0, description="0 on CPU; 1 on a GPU cluster")

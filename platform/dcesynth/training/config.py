@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from dcesynth.config import StrictModel
 from dcesynth.models.flow.config import RectifiedFlowConfig
 from dcesynth.models.pix2pixhd.config import LossConfig, Pix2PixHDConfig
+from dcesynth.tracking import TrackingConfig
 
 # the smallest crop_size: below it the multiscale discriminator's coarser scales see only a
 # few pixels of each window
@@ -89,6 +90,10 @@ class TrainConfig(StrictModel):
         description="the generator: a family's own config, chosen by `family` (default pix2pixhd)",
     )
     loss: LossConfig = Field(default_factory=LossConfig, description="pix2pixHD's losses")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="MLflow: the run's (and a sweep's, from `base`) store (docs/tracking.md)",
+    )
 
     @field_validator("phases")
     @classmethod

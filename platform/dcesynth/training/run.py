@@ -178,6 +178,7 @@ def train(
     fault: dict | None = None,
     metrics_hook: Callable[[dict, dict], dict] | None = None,
     report_to_tune: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) ``cfg.runs_dir / cfg.name`` with ``cfg.workers`` Ray Train workers.
 
@@ -190,6 +191,8 @@ def train(
         metrics_hook: ``hook(metrics, val) → dict`` merged into each epoch's metrics on rank 0
             (must pickle: it travels to the workers).
         report_to_tune: inside a Ray Tune trial, forward every report (and checkpoint) to Tune.
+        on_epoch: called on the driver with each finished epoch's metrics.jsonl line (MLflow
+            tracking: the driver logs, never a worker); not with ``report_to_tune``.
 
     Raises:
         ConfigError: before Ray starts, for any unusable input.
@@ -203,7 +206,9 @@ def train(
     # a sweep's trial is covered by the sweep's lock (and may be retried on another node)
     lock = folder_lock(run_dir, "train") if not report_to_tune else contextlib.nullcontext()
     with lock:  # a second training in this run folder is refused, naming this one
-        return _train(cfg, run_dir, manifest, resume, address, fault, metrics_hook, report_to_tune)
+        return _train(
+            cfg, run_dir, manifest, resume, address, fault, metrics_hook, report_to_tune, on_epoch
+        )
 
 
 def _train(
@@ -215,6 +220,7 @@ def _train(
     fault: dict | None,
     metrics_hook: Callable[[dict, dict], dict] | None,
     report_to_tune: bool,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -270,7 +276,7 @@ def _train(
         if report_to_tune:  # a sweep's trial: the sweep logs each epoch on its driver
             trainer.fit()
         else:
-            with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs):
+            with _EpochLog(run_dir / "metrics.jsonl", cfg.name, cfg.epochs, on_epoch):
                 trainer.fit()
     except Exception as e:
         good = set_aside_broken(run_dir)  # nothing that does not load stays a checkpoint
@@ -304,10 +310,18 @@ class _EpochLog:
     """One log line per finished epoch, read from the run's metrics.jsonl while Ray Train
     runs (the workers' own output stays in Ray's logs): a CI or `nohup` log shows progress."""
 
-    def __init__(self, path: Path, name: str, epochs: int, every: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        epochs: int,
+        on_epoch: Callable[[dict], None] | None = None,
+        every: float = 2.0,
+    ) -> None:
         import threading
 
         self.path, self.name, self.epochs, self.every = path, name, epochs, every
+        self.on_epoch = on_epoch
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.seen = len(path.read_text().splitlines()) if path.is_file() else 0
@@ -322,6 +336,8 @@ class _EpochLog:
             except json.JSONDecodeError:  # a line being written: read it next time
                 return
             self.seen += 1
+            if self.on_epoch is not None:
+                self.on_epoch(m)
             vals = ", ".join(f"{k} {m[k]:.4g}" for k in ("loss_g", "val_mae", "val_ssim") if k in m)
             log.info(
                 "train %s: epoch %s/%d: %s",

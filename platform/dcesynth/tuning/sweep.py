@@ -10,6 +10,7 @@ training run: config, checkpoints, metrics.jsonl), and after the search the rank
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -239,6 +240,7 @@ def sweep(
     address: str | None = None,
     fault: dict | None = None,
     verbose: int | None = None,
+    tracker=None,
 ) -> SweepResult:
     """Run (or resume) the sweep, then rank every kept checkpoint by population SAMe.
 
@@ -249,6 +251,8 @@ def sweep(
         fault: tests only: ``{"params": {key: value}, "train": train's fault dict}`` — the
             fault goes to the trials whose parameters match.
         verbose: Tune's live progress table (0 silent, 1 table; default: in a terminal).
+        tracker: the sweep's MLflow run (:func:`dcesynth.tracking.track`): each trial a nested
+            run, the ranking's tables and files in this one (default: none).
 
     Raises:
         ConfigError: before any trial starts, for an unusable space, dataset or cluster.
@@ -270,7 +274,7 @@ def sweep(
             raise ConfigError(f"search space {where}: {e}") from None
     sweep_dir = (Path(space.storage_path) / space.name).resolve()
     with folder_lock(sweep_dir, "sweep"):  # a second sweep here is refused, naming this one
-        return _sweep(space, sweep_dir, resume, address, fault, verbose)
+        return _sweep(space, sweep_dir, resume, address, fault, verbose, tracker)
 
 
 def _sweep(
@@ -280,10 +284,13 @@ def _sweep(
     address: str | None,
     fault: dict | None,
     verbose: int | None,
+    tracker=None,
 ) -> SweepResult:
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from dcesynth.tuning.progress import EpochLog
+    from dcesynth.tracking import Tracker
+    from dcesynth.tuning.progress import ACTIVE, EpochLog, SweepTracking, TrialRuns
     from dcesynth.tuning.ranking import rank
 
     state = sweep_dir / "tuner.pkl"
@@ -327,11 +334,27 @@ def _sweep(
                 storage_path=str(space.storage_path),
                 failure_config=tune.FailureConfig(max_failures=space.max_failures),
                 verbose=(1 if interactive() else 0) if verbose is None else verbose,
-                callbacks=[EpochLog(space.name, space.base.epochs, OBJECTIVE)],
+                # Tune's CSV and JSON files as before, but no TensorBoard logger: its hint
+                # pointed into Ray's staging folder; the metrics are in MLflow (`dcectl ui`)
+                callbacks=[
+                    EpochLog(space.name, space.base.epochs, OBJECTIVE),
+                    TrialRuns(str(sweep_dir)),
+                    CSVLoggerCallback(),
+                    JsonLoggerCallback(),
+                ],
             ),
         )
+    tracker = tracker or Tracker(None)
+    runs = sweep_dir / "runs"
+    ACTIVE[str(sweep_dir)] = SweepTracking(
+        tracker, lambda config, name: space.trial_config(_decode(space, config), name, runs)
+    )
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    try:
+        with _no_auto_loggers():
+            grid = tuner.fit()
+    finally:
+        st = ACTIVE.pop(str(sweep_dir))
     t1 = time.perf_counter()
     trials = []
     for r in grid:
@@ -347,6 +370,46 @@ def _sweep(
             }
         )
     trials.sort(key=lambda t: t["trial"])
-    rank(space, sweep_dir, trials)
+    record = rank(space, sweep_dir, trials)
+    _log_ranking(tracker, st.children, sweep_dir, record)
     seconds = {"trials": t1 - t0, "ranking": time.perf_counter() - t1}
     return SweepResult(sweep_dir, trials, seconds)
+
+
+@contextlib.contextmanager
+def _no_auto_loggers():
+    """Tune adds its CSV, JSON and TensorBoard loggers unless this variable is 1 (Ray 2.60,
+    ray/tune/utils/callback.py); with it, Tune neither writes TensorBoard files nor prints
+    "To visualize your results with TensorBoard" (a hint into Ray's staging folder). The
+    sweep passes the CSV and JSON loggers itself."""
+    old = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"]
+        else:
+            os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = old
+
+
+def _log_ranking(tracker, children: dict, sweep_dir: Path, record: dict) -> None:
+    """The ranking into MLflow: each trial's best population SAMe into its nested run (then
+    closed, if Tune did not), Table 1 and the sweep's files into the sweep's run."""
+    for row in record.get("trials", []):
+        child = children.get(row["trial"])
+        if child is None:
+            continue
+        best = str(row.get("best_checkpoint") or "")
+        values = {"population_same": row.get("population_same")}
+        if best.startswith("epoch "):
+            values["best_epoch"] = int(best.split()[1])
+        child.metrics(values)
+        child.close(wait=False)  # a second close of a run Tune ended changes nothing
+    if record.get("best"):
+        same = record["same"][record["best"]]
+        tracker.metrics({"best_population_same": same})
+        tracker.tags({"best": record["best"]})
+    tracker.table(sweep_dir / "table1.csv", ["checkpoint"], "table1")
+    names = ("space.yaml", "sweep_results.csv", "table1.md", "best_config.yaml", "selection.json")
+    tracker.artifacts(sweep_dir / n for n in (*names, "sweep_params.png"))
