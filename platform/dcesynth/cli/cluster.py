@@ -18,7 +18,7 @@ app = typer.Typer(
 def check(
     files: Annotated[list[Path], typer.Argument(help="cluster.yaml and/or KubeRay manifests.")],
 ) -> None:
-    """Ray's own schema and config preparation, plus what it does not check (see the README)."""
+    """Ray's own schema and config preparation, plus what it does not check (docs/cluster.md)."""
     from dcesynth.deploy.check import check_file
 
     failed = False
