@@ -101,19 +101,25 @@ def test_subset_is_seeded_and_bounded() -> None:
 # --- the Scorer: frd, frd_box, the real set's features extracted once ----------------------
 
 
-def test_scorer_computes_frd_and_frd_box_and_caches_the_real_features(
-    real: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dcesynth.evaluation.scoring import Scorer
-
-    calls: list[int] = []
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the image sets R.features extracts, in order (the real call still runs)."""
+    seen: list[int] = []
     original = R.features
 
     def counting(images, masks=None, workers=1):
-        calls.append(len(images))
+        seen.append(len(images))
         return original(images, masks, workers)
 
     monkeypatch.setattr(R, "features", counting)
+    return seen
+
+
+def test_scorer_computes_frd_and_frd_box_and_caches_the_real_features(
+    real: np.ndarray, calls: list[int]
+) -> None:
+    from dcesynth.evaluation.scoring import Scorer
+
     cfg = EvalConfig(metrics=("mae", "frd", "frd_box"), same_metrics=("mae",), device="cpu")
     scorer = Scorer(cfg)
     box = np.zeros(real.shape, bool)
@@ -133,21 +139,13 @@ def test_scorer_computes_frd_and_frd_box_and_caches_the_real_features(
 
 
 def test_a_recurring_baseline_extracts_its_features_once(
-    real: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    real: np.ndarray, calls: list[int]
 ) -> None:
     """The pre-contrast baseline of each phase: the same "fake" images against each phase's
     real post; with ``fake_key`` its features (whole slice and box) are extracted once, and the
     numbers equal the uncached path's."""
     from dcesynth.evaluation.scoring import Scorer
 
-    calls: list[int] = []
-    original = R.features
-
-    def counting(images, masks=None, workers=1):
-        calls.append(len(images))
-        return original(images, masks, workers)
-
-    monkeypatch.setattr(R, "features", counting)
     cfg = EvalConfig(metrics=("mae", "frd", "frd_box"), same_metrics=("mae",), device="cpu")
     box = np.zeros(real.shape, bool)
     box[:5, 10:30, 10:30] = True
