@@ -73,9 +73,11 @@ def test_predict_exit_status_says_some_failed(
 
 
 def test_bench_predict_prints_both_ways(ray_session) -> None:
-    res = CliRunner().invoke(
-        app, ["bench", "predict", "--matrix", "32", "--slices", "4", "--device", "cpu"]
-    )
+    size = ["--patients", "3", "--matrix", "32", "--slices", "4", "--device", "cpu"]
+    res = CliRunner().invoke(app, ["bench", "predict", *size])
     assert res.exit_code == 0, res.output
-    assert "Ray Data (dcectl predict)" in res.output and "plain PyTorch loop" in res.output
-    assert "32² × 4" in res.output and "×" in res.output
+    out = " ".join(res.output.split())  # rich wraps lines at the terminal's width
+    assert "Ray Data (dcectl predict)" in out and "plain PyTorch loop" in out
+    assert "3 phantom patients 32² × 4" in out and "×" in out
+    # the one-patient latency: a fresh `dcectl predict`, wall and generator time both printed
+    assert "one patient (32² × 4" in out and "wall − generator" in out
