@@ -6,7 +6,8 @@ processes of that temp dir — never `ray stop`, which would end everyone's.
 
 ``autoscaling_cluster``: a CPU-only head and a worker type advertising one GPU that scales from
 zero, through Ray's fake multi-node provider (`ray start --head --autoscaling-config=…` with
-``RAY_FAKE_CLUSTER=1``): the autoscaler starts real raylets on this machine as "nodes".
+``RAY_FAKE_CLUSTER=1``): the autoscaler starts real raylets on this machine as "nodes", each
+with its own runtime_env folder (separate_disks.py says why).
 ``token_cluster``: a plain head with token authentication and a test token.
 """
 
@@ -28,6 +29,7 @@ import yaml
 
 TOKEN = "dcesynth0test0token0000000000000"
 RAY = str(Path(sys.executable).parent / "ray")
+HERE = Path(__file__).resolve().parent
 
 
 def _free_port() -> int:
@@ -121,7 +123,9 @@ def autoscaling_cluster():
     config = {
         "cluster_name": "dcesynth-test",
         "max_workers": 1,
-        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True,
+        # Ray's fake provider, each node with its own runtime_env folder (separate_disks.py)
+        "provider": {"type": "external", "module": "separate_disks.SeparateDisksFakeProvider",
+                     "use_node_id_as_ip": True,
                      "disable_node_updaters": True, "disable_launch_config_check": True,
                      "gcs_address": f"{_ip()}:{gcs_port}"},
         "available_node_types": {
@@ -138,8 +142,13 @@ def autoscaling_cluster():
     }  # fmt: skip
     cfg = temp_dir / "autoscaling.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-           "RAY_AUTH_MODE": "disabled"}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_AUTH_MODE": "disabled",  # the autoscaler imports separate_disks from HERE
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.getenv("PYTHONPATH")])),
+    }
     env.pop("RAY_ADDRESS", None)
     args = [f"--autoscaling-config={cfg}", "--num-cpus=2", "--num-gpus=0"]
     try:  # the fake provider starts worker raylets against the GCS address in its config

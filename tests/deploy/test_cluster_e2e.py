@@ -124,6 +124,9 @@ def test_gpu_job_scales_a_worker_from_zero(autoscaling_cluster, shared: Path) ->
         rec = json.loads((study / "folds" / f"D_fold{f}.json").read_text())
         assert rec["node"] == gpu_nodes[0]["node_id"] and rec["device"] == "cpu"
     assert json.loads((study / "results" / "table3.json").read_text())[0]["n"] >= 1
+    # the GPU node unpacked the job's code into its own folder, not under the head's workers
+    session = cluster.temp_dir / "session_latest"
+    assert list((session / "runtime_resources_node1" / "working_dir_files").glob("_ray_pkg_*"))
     # the job API lists it under its name
     listed = {j.submission_id: j for j in client.list_jobs()}
     assert listed[submission_id].metadata["job_name"] == "seg-gpu"
