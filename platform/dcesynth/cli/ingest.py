@@ -58,9 +58,16 @@ def ingest(
         str | None, typer.Option(help="Pseudonym salt (keep it secret for real data).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="CPUs of the local Ray instance [all].")
+        int | None, typer.Option(help="CPUs of the local Ray instance or process pool [all].")
     ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="ray, local (a process pool) or auto: Ray when a cluster is named or Ray "
+            "already runs, local processes otherwise (no Ray start-up); same dataset either way."
+        ),
+    ] = "auto",
 ) -> None:
     """Prepare a cohort: per-volume normalisation, square slices, patient-level splits."""
     from dcesynth.config import build_config
@@ -89,7 +96,7 @@ def ingest(
             split=split or None,
         )
         cfg = build_config(IngestConfig, config, overrides)
-        res = run_ingest(source, out, cfg, workers=workers, address=address)
+        res = run_ingest(source, out, cfg, workers=workers, address=address, engine=engine)
     for note in res.notes:
         typer.echo(note)
     if res.up_to_date:

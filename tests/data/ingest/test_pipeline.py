@@ -36,6 +36,9 @@ LAYOUTS = {
     "root": (".", {}),  # the phantom's output folder: DICOM and NIfTI side by side
     "root-nifti": (".", {"format": "nifti"}),
     "flat": ("<flat>", {"boxes": "Annotation_Boxes.csv", "masks": "nifti/masks"}),
+    # the same in local processes (engine local, what `dcectl ingest` runs without a cluster):
+    # header scan and cases off Ray, the dataset byte for byte the Ray engine's
+    "flat-local": ("<flat>", {"boxes": "Annotation_Boxes.csv", "masks": "nifti/masks"}),
 }
 
 
@@ -49,9 +52,10 @@ def datasets(ray_session, phantom_source: Path, tmp_path_factory) -> dict[str, P
         opts = {k: phantom_source / v if k != "format" else v for k, v in extra.items()}
         cfg = IngestConfig(**{**CFG.model_dump(), **opts})
         with pytest.MonkeyPatch.context() as mp:
-            if name == "flat":  # headers read by Ray tasks of 64 files, as for a large source
+            if name.startswith("flat"):  # headers read by tasks of 64 files, as for many
                 mp.setattr(source, "SCAN_CHUNK", 64)
-            res = ingest(src, root / name, cfg, progress=False)
+            engine = "local" if name.endswith("-local") else "auto"  # auto: this session's Ray
+            res = ingest(src, root / name, cfg, progress=False, engine=engine)
         assert not res.skipped and not res.ignored and sum(res.cases.values()) == 4, name
         out[name], results[name] = root / name, res
     assert results["root"].source_format == "dicom"
@@ -62,6 +66,7 @@ def datasets(ray_session, phantom_source: Path, tmp_path_factory) -> dict[str, P
     assert results["root-nifti"].source_format == "nifti"
     assert results["root-nifti"].notes == ["reading the NIfTI tree nifti/images below SOURCE"]
     assert results["dicom"].notes == results["nifti"].notes == results["flat"].notes == []
+    assert results["flat-local"].notes == []
     return out
 
 

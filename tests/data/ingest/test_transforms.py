@@ -54,6 +54,16 @@ def test_minmax_known_answer(shift: float) -> None:
     np.testing.assert_array_equal(out, [[[0, 64, 255], [128, 191, 0]]])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_minmax_is_the_plain_formula_bit_for_bit(dtype) -> None:
+    """The in-place arithmetic gives the dataset bytes the textbook expression gives."""
+    v = (np.random.default_rng(1).gamma(2.0, 300.0, (5, 33, 31)) + 7).astype(dtype)
+    lo, hi = float(v.min()), float(v.max())
+    ref = np.rint((np.clip(v, lo, hi) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    np.testing.assert_array_equal(minmax(v), ref)
+    assert v.min() == dtype(lo)  # the input is left as it was
+
+
 def test_minmax_maps_min_and_max_exactly() -> None:
     v = np.random.default_rng(0).gamma(2.0, 300.0, (6, 20, 20)).astype(np.float32)
     out = minmax(v)
@@ -201,7 +211,11 @@ def test_square_in_is_a_plain_resize(size: int) -> None:
 
 def test_same_size_is_the_identity() -> None:
     stack = np.random.default_rng(2).integers(0, 256, (20, 1, 32, 32)).astype(np.uint8)
-    np.testing.assert_array_equal(SquareResize.plan(32, 32, 1.0, 1.0, 32).apply(stack), stack)
+    plan = SquareResize.plan(32, 32, 1.0, 1.0, 32)
+    np.testing.assert_array_equal(plan.apply(stack), stack)
+    mask = (stack > 200).astype(np.uint8)
+    np.testing.assert_array_equal(plan.apply(mask, binary=True), mask)
+    assert plan.apply(stack) is not stack  # a copy: the caller may reuse its buffer
 
 
 SHAPES = [  # ny, nx, dy, dx

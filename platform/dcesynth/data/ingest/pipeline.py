@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from dcesynth.config import atomic_write_text
 from dcesynth.data.ingest.config import DATASET_VERSION, IngestConfig
+from dcesynth.data.ingest.executor import Runner, choose_engine, open_runner
 from dcesynth.data.ingest.prepare import CaseSpec, prepare_case
 from dcesynth.data.ingest.shards import ShardWriter, slice_schema, slices_table
 from dcesynth.data.ingest.source import DatasetError, Source, discover, resolve_source
@@ -127,7 +128,7 @@ def _splits(keys: list[str], cfg: IngestConfig) -> dict[str, str]:
     return {k: table[k] for k in keys if k in table}
 
 
-def _cases(src: Source, address: str | None, workers: int | None):
+def _cases(src: Source, runner: Runner):
     """Case keys, each DICOM case's files, cases that cannot be used (key → error) and what
     was left out of the source."""
     if src.fmt == "nifti":
@@ -142,15 +143,9 @@ def _cases(src: Source, address: str | None, workers: int | None):
             for k in ks
         }
         return keys, {}, errors, []
-    cohort = discover(src, address, workers)
+    cohort = discover(src, runner=runner)
     errors = {k: str(CaseError(k, e)) for k, e in cohort.errors.items()}
     return sorted({*cohort.cases, *errors}), cohort.cases, errors, cohort.ignored
-
-
-def _ensure_ray(address: str | None, workers: int | None) -> None:
-    from dcesynth.cluster import init_ray
-
-    init_ray(address, num_cpus=workers, log_to_driver=False)
 
 
 def ingest(
@@ -160,8 +155,9 @@ def ingest(
     workers: int | None = None,
     address: str | None = None,
     progress: bool | None = None,
+    engine: str = "auto",
 ) -> IngestResult:
-    """Prepare ``source`` into the dataset ``out`` (Ray tasks, one per case).
+    """Prepare ``source`` into the dataset ``out`` (one task per case).
 
     Args:
         source: any folder of DICOM files (cases found by PatientID in the headers, whatever
@@ -169,18 +165,24 @@ def ingest(
             ``cfg.format`` says otherwise (see ``source.resolve_source``).
         out: the dataset directory; must not exist or hold this very dataset.
         cfg: the options.
-        workers: CPUs of a local Ray instance started here (ignored when Ray runs already).
+        workers: CPUs of a local Ray instance or processes of the local pool [all].
         address: a Ray cluster to join instead.
         progress: draw a progress bar (default: in a terminal).
+        engine: ``ray`` (tasks on a cluster or this machine's Ray), ``local`` (a process pool)
+            or ``auto``: Ray when a cluster is named or Ray runs in this process, else local
+            (Ray's start-up would be most of a small ingest; see ``executor.py``). The
+            dataset is the same bytes either way.
 
     Raises:
         DatasetError: for unusable options or ``out`` (before any work).
+        ValueError: an unknown engine, or ``local`` with an address.
     """
     t0 = time.perf_counter()
     out = Path(out)
+    choose_engine(engine, address)  # an unknown engine is refused before anything is read
     src = resolve_source(source, cfg)
     with folder_lock(out, "ingest"):  # a second ingest into out is refused, naming this one
-        res = _ingest(src, out, cfg, workers, address, progress)
+        res = _ingest(src, out, cfg, workers, address, progress, engine)
     res.wall_s = time.perf_counter() - t0
     return res
 
@@ -221,13 +223,24 @@ def _ingest(
     workers: int | None,
     address: str | None,
     progress: bool | None,
+    engine: str,
 ) -> IngestResult:
     fp = cfg.fingerprint(source_fingerprint([src.root, src.boxes, src.masks, cfg.split.file]))
     if old := _existing(out, fp, cfg):
         return _up_to_date(out, old)
     if src.note:
         log.info("%s", src.note)
-    keys, files, errors, ignored = _cases(src, address, workers)
+    runner = open_runner(engine, address, workers)
+    try:
+        return _ingest_with(runner, src, out, cfg, fp, progress)
+    finally:
+        runner.close()
+
+
+def _ingest_with(
+    runner: Runner, src: Source, out: Path, cfg: IngestConfig, fp: str, progress: bool | None
+) -> IngestResult:
+    keys, files, errors, ignored = _cases(src, runner)
     if not keys:
         left = f"; {len(ignored)} left out, first: {ignored[0]}" if ignored else ""
         raise DatasetError(
@@ -271,7 +284,7 @@ def _ingest(
     names = {k: n for k in keys if (n := safe_name(k)) != k}
     report = {"skipped": skipped, "ignored": ignored, **({"names": names} if names else {})}
     try:
-        rows, writers = _run(specs, cfg, tmp, skipped, ignored, workers, address, progress)
+        rows, writers = _run(runner, specs, cfg, tmp, skipped, ignored, progress)
         if not rows:
             _all_failed(out, report, len(keys))
         _finish(tmp, out, cfg, src, fp, rows, writers, report)
@@ -336,13 +349,10 @@ def _count(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-def _run(specs, cfg, tmp, skipped, ignored, workers, address, progress):
-    import ray
-
-    _ensure_ray(address, workers)
-    task = ray.remote(num_cpus=1)(prepare_case)
-    cfg_ref = ray.put(cfg)
-    window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+def _run(runner: Runner, specs, cfg, tmp, skipped, ignored, progress):
+    """Prepare every case on ``runner`` (a window of twice its slots in flight) and write the
+    slices in submission order: shards come out the same on every run and either engine."""
+    window = max(2, 2 * runner.slots)
     todo, pending = deque(specs), deque()
     schema = slice_schema(cfg.image_size, len(cfg.phases))
     writers: dict[str, ShardWriter] = {}
@@ -351,15 +361,14 @@ def _run(specs, cfg, tmp, skipped, ignored, workers, address, progress):
         while todo or pending:
             while todo and len(pending) < window:
                 spec = todo.popleft()
-                pending.append(
-                    (spec, task.options(name=f"ingest:{spec.case_id}").remote(spec, cfg_ref))
-                )
-            spec, ref = pending.popleft()
-            res = ray.get(ref)  # in submission order: shards come out the same on every run
+                name = f"ingest:{spec.case_id}"
+                pending.append((spec, runner.submit(prepare_case, spec, cfg, name=name)))
+            spec, handle = pending.popleft()
+            res = runner.result(handle)
             advance()
             if res.get("machine"):  # the machine, not the case: stop, mark nothing complete
-                for _, r in pending:
-                    ray.cancel(r)
+                for _, h in pending:
+                    runner.cancel(h)
                 raise OSError(res["errno"], res["strerror"], res["filename"])
             if not res["ok"]:
                 skipped.append({"source": spec.key, "case_id": spec.case_id, "error": res["error"]})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcesynth.data.ingest.config import IngestConfig
+from dcesynth.data.ingest.executor import Runner, open_runner
 from dcesynth.data.readers.discovery import Cohort, group, scan_headers, survey
 
 log = logging.getLogger(__name__)
@@ -92,22 +93,34 @@ def resolve_source(source: Path, cfg: IngestConfig) -> Source:
     return Source(fmt, top, boxes, masks, box_slices, files, note)
 
 
-def discover(src: Source, address: str | None, workers: int | None) -> Cohort:
-    """Read the headers of SOURCE's DICOM files (in Ray tasks when there are many) and group
-    them into cases."""
+def discover(
+    src: Source,
+    address: str | None = None,
+    workers: int | None = None,
+    runner: Runner | None = None,
+) -> Cohort:
+    """Read the headers of SOURCE's DICOM files (in parallel tasks when there are many) and
+    group them into cases.
+
+    Args:
+        src: the resolved source.
+        address, workers: where to run the scan when no ``runner`` is given (engine ``auto``).
+        runner: the ingest's own runner (Ray tasks or local processes).
+    """
     files = list(src.files)
     chunks = [files[i : i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]
     if len(chunks) <= 1:
         headers = scan_headers(src.root, files)
     else:
-        import ray
-
-        from dcesynth.cluster import init_ray
-
-        init_ray(address, num_cpus=workers, log_to_driver=False)
-        task = ray.remote(num_cpus=1)(scan_headers)
-        refs = [task.options(name="ingest:scan").remote(str(src.root), c) for c in chunks]
-        headers = [h for part in ray.get(refs) for h in part]
+        own = runner is None
+        run = runner if runner is not None else open_runner("auto", address, workers)
+        try:
+            root = str(src.root)
+            handles = [run.submit(scan_headers, root, c, name="ingest:scan") for c in chunks]
+            headers = [h for x in handles for h in run.result(x)]
+        finally:
+            if own:
+                run.close()
     cohort = group(headers)
     log.info(
         "%d DICOM files: %d cases, %d files or series ignored",

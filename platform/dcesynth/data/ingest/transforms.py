@@ -13,16 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _to_uint8(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _to_uint8(v: np.ndarray, lo: float, hi: float, clip: bool = True) -> np.ndarray:
     if not hi > lo:
         raise ValueError(f"constant volume (min = max = {lo})")
-    out = (np.clip(v, lo, hi) - lo) * (255.0 / (hi - lo))
-    return np.rint(out).astype(np.uint8)
+    # in place after the first operation: the same float32 arithmetic, a third of the passes
+    # over a 512² × 160 volume (clip only when lo/hi are not the volume's own extremes)
+    floating = np.issubdtype(v.dtype, np.floating)
+    out = v.copy() if floating and not clip else np.clip(v, lo, hi)
+    out -= lo
+    out *= 255.0 / (hi - lo)
+    return np.rint(out, out=out).astype(np.uint8)
 
 
 def minmax(v: np.ndarray, **_: object) -> np.ndarray:
     """The study's choice: the whole volume's min → 0, max → 255."""
-    return _to_uint8(v, float(v.min()), float(v.max()))
+    return _to_uint8(v, float(v.min()), float(v.max()), clip=False)
 
 
 def percentile(
@@ -109,10 +114,15 @@ class SquareResize:
 
     def apply(self, stack: np.ndarray, binary: bool = False) -> np.ndarray:
         """``(n, c, ny, nx)`` uint8 → ``(n, c, size, size)`` uint8 (bilinear, antialiased)."""
+        n, c = stack.shape[:2]
+        same = (self.out_h, self.out_w, self.pad_y, self.pad_x) == (self.ny, self.nx, 0, 0)
+        if same and stack.dtype == np.uint8:
+            # slices already square at `size`: what the torch path computes for uint8 input
+            # (round, clamp, or ≥ 0.5 for a mask) is the identity — no float copy, no torch
+            return (stack >= 0.5).astype(np.uint8) if binary else stack.astype(np.uint8)
         import torch
         import torch.nn.functional as F
 
-        n, c = stack.shape[:2]
         out = np.zeros((n, c, self.size, self.size), np.uint8)
         for i in range(0, n, 16):  # bounded memory at 512² × many phases
             t = torch.from_numpy(stack[i : i + 16].astype(np.float32))

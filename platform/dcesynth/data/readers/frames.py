@@ -387,7 +387,8 @@ def assemble(
             raise CaseError(
                 key, f"slice of shape {px.shape} in a {vol.shape[1:]} series", _where(root, f)
             )
-        vol[z] = px * f.slope + f.intercept
+        # the common case (slope 1, intercept 0) without a float64 temporary: the same values
+        vol[z] = px if (f.slope, f.intercept) == (1, 0) else px * f.slope + f.intercept
     ps = f0.spacing
     dz = float(np.median(steps)) if len(frames) > 1 else float(f0.thickness or 1.0)
     iop = np.asarray(f0.orientation, float)
