@@ -279,11 +279,10 @@ def _judge(sweep_dir: Path, best: str, cohort: Path, step, mt) -> Path:
 def _segment(out: Path, report: Path, config: Path, step, mt) -> Path:
     """Scenario(s) of the segmentation study with the selected checkpoint's synthetic volumes
     (every split: fold patients train on them); an interrupted study resumes."""
-    from dcesynth.cli.segment import log_segmentation
+    from dcesynth.cli.segment import run_tracked
     from dcesynth.config import build_config
     from dcesynth.evaluation.synthesize import synthesize
     from dcesynth.segmentation.config import SegmentConfig
-    from dcesynth.segmentation.run import run_study
 
     run = report.parent.parent
     cfg = build_config(
@@ -297,14 +296,7 @@ def _segment(out: Path, report: Path, config: Path, step, mt) -> Path:
     for split in ("train", "val"):  # the test split was synthesized for the evaluation
         if not (run / "synthetic" / split / "synthesis.json").is_file():
             synthesize(run, "best", split)
-    resume = (cfg.study_dir / "study.json").is_file()
-    step(
-        f"segment: scenarios {list(cfg.scenarios)}, sets {''.join(cfg.training_sets())}, "
-        f"{cfg.folds} folds of nnU-Net → {cfg.study_dir}" + (" (resuming)" if resume else "")
-    )
-    with mt.child("segment", cfg.name, cfg) as t:
-        res = run_study(cfg, resume=resume)
-        log_segmentation(t, res)
+    res = run_tracked(cfg, step, mt, f" of nnU-Net → {cfg.study_dir}")
     step(f"segment: Table 3 in {res.path / 'results' / 'table3.md'} and in the report")
     return res.path / "results" / "table3.md"
 

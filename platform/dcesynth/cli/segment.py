@@ -105,6 +105,29 @@ def _print_status(folder: Path) -> None:
         con.print(st["table3"])
 
 
+def run_tracked(cfg, step, tracker, where: str = ""):
+    """Run the segmentation study ``cfg`` (resumed when its folder holds one) as a child run
+    of ``tracker``, announcing it with ``step``: the demo's and the study's last stage.
+
+    Args:
+        cfg: the resolved SegmentConfig.
+        step: prints a timed progress line.
+        tracker: the parent MLflow run (``dcesynth.tracking``).
+        where: appended to the progress line (e.g. `` of nnU-Net → <folder>``).
+    """
+    from dcesynth.segmentation.run import run_study
+
+    resume = (cfg.study_dir / "study.json").is_file()
+    step(
+        f"segment: scenarios {list(cfg.scenarios)}, sets {''.join(cfg.training_sets())}, "
+        f"{cfg.folds} folds{where}" + (" (resuming)" if resume else "")
+    )
+    with tracker.child("segment", cfg.name, cfg) as t:
+        res = run_study(cfg, resume=resume)
+        log_segmentation(t, res)
+    return res
+
+
 def log_segmentation(t, res) -> None:
     """Table 3 as metrics (``table3.<scenario>.<set>.<test>.mean``…) and CSV; its Markdown,
     figure and per-case Dice as artefacts."""

@@ -171,11 +171,10 @@ def study(
     import time
 
     from dcesynth.cli.demo import stepped_console
-    from dcesynth.cli.segment import log_segmentation
+    from dcesynth.cli.segment import run_tracked
     from dcesynth.cli.trust import log_trust
     from dcesynth.cluster import init_ray
     from dcesynth.config import build_config
-    from dcesynth.segmentation.run import run_study
     from dcesynth.tracking import fingerprints, track
     from dcesynth.trust.run import trust as run_trust
 
@@ -212,14 +211,7 @@ def study(
                 timings[key] = time.perf_counter() - t
             seg = cfg["segmentation"]
             t = time.perf_counter()
-            resume = (seg.study_dir / "study.json").is_file()
-            step(
-                f"segment: scenarios {list(seg.scenarios)}, sets {''.join(seg.training_sets())}, "
-                f"{seg.folds} folds" + (" (resuming)" if resume else "")
-            )
-            with mt.child("segment", seg.name, seg) as st:
-                res = run_study(seg, resume=resume)
-                log_segmentation(st, res)
+            res = run_tracked(seg, step, mt)
             timings["segmentation"] = time.perf_counter() - t
             report = _report(root, res, timings, time.perf_counter() - t0)
             mt.metrics({f"minutes.{k}": v / 60 for k, v in timings.items()})
