@@ -250,3 +250,50 @@ def test_the_ui_runs_from_its_own_environment_installed_once(
     exe = tmp_path / "mlflow"
     exe.write_text("")
     assert U.mlflow_command(exe) == [str(exe)]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stopping_the_ui_ends_its_server_and_the_servers_helpers(tmp_path: Path, sig: str) -> None:
+    """The MLflow server starts helper processes; stopping `dcectl ui` (Ctrl-C, or SIGTERM
+    from a process manager) must not leave them behind (seen with a killed server)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    fake = tmp_path / "mlflow"  # a "server" that starts a helper and writes both pids
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import subprocess, sys, time, os\n"
+        "h = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{h.pid}}')\n"
+        "time.sleep(600)\n"
+    )
+    fake.chmod(0o755)
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcesynth.cli.app", "ui", str(tmp_path), "--mlflow", str(fake),
+         "--port", "5999"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (pids.is_file() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    server, helper = (int(p) for p in pids.read_text().split())
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=30) == 0
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"  # a zombie has ended (its parent may not have reaped it yet)
+
+    deadline = time.monotonic() + 15
+    while (alive(server) or alive(helper)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(server) and not alive(helper)

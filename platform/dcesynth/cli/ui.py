@@ -40,8 +40,6 @@ def ui(
     ] = None,
 ) -> None:
     """Open the MLflow UI on ROOT's tracking store (or say how to reach a tracking server)."""
-    import subprocess
-
     from dcesynth.tracking import ARTIFACTS_NAME, DB_NAME, default_uri
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -76,10 +74,55 @@ def ui(
             "--workers", "1",
         ]  # fmt: skip
     typer.echo(f"MLflow UI on {db} at http://127.0.0.1:{port} (Ctrl-C stops it)")
+    raise typer.Exit(serve(cmd))
+
+
+def serve(cmd: list[str], grace_s: float = 10.0) -> int:
+    """Run the UI server until it exits, or until Ctrl-C or SIGTERM reaches this process; then
+    stop its whole process group. The server starts helper processes (a task queue's
+    consumers) that outlived it when only the server itself was signalled (seen), so it runs
+    in a session of its own and the group is ended: SIGTERM, then SIGKILL after ``grace_s``.
+
+    Returns:
+        The server's exit status (0 when stopped by a signal).
+    """
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
-        raise typer.Exit(subprocess.call(cmd))
+        return proc.wait()
     except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        _end_group(proc, grace_s)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _end_group(proc, grace_s: float) -> None:
+    """SIGTERM to the server's group; what is left of it after ``grace_s``: SIGKILL."""
+    import contextlib
+    import signal
+    import time
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the server, so that an exited server does not count as alive
+        try:
+            os.killpg(proc.pid, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _has_ui() -> bool:
