@@ -209,3 +209,28 @@ def test_anchored_same_scales_frd_as_a_ratio_of_squared_distances() -> None:
     assert S.anchored_same({"frd": 5.0}, base, ("frd",)) == pytest.approx(1.0)  # = the input
     with pytest.raises(ValueError, match="equals its ideal"):
         S.anchored_same({"frd": 1.0}, {"frd": -math.inf}, ("frd",))
+
+
+def test_forked_feature_workers_end_quietly_on_sigterm() -> None:
+    """frd-score's pool workers are forked and ended with SIGTERM: they must not inherit this
+    process's handler (Ray's prints a stack trace per worker); this process keeps its own."""
+    import os
+    import signal
+
+    def mine(*_: object) -> None: ...
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        R.quiet_forked_children()
+        R.quiet_forked_children()  # once per process, whatever the calls
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child reports its SIGTERM disposition and leaves at once
+            os.write(w, b"default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else b"x")
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 16) == b"default"
+        os.waitpid(pid, 0)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -62,6 +62,33 @@ def _write(array: np.ndarray, path: Path) -> None:
     sitk.WriteImage(img, str(path))
 
 
+_QUIET_FORKS = False
+
+
+def quiet_forked_children() -> None:
+    """Forked children of this process end quietly on SIGTERM.
+
+    frd-score extracts features in a forked ``multiprocessing.Pool`` and ends it with
+    ``terminate()`` (SIGTERM). A driver connected to Ray carries Ray's C++ failure-signal
+    handler, which the children inherit: every ended pool worker then printed a "SIGTERM
+    received" stack trace into the demo's log. The children get the default action back;
+    this process keeps its own handler. Registered once per process.
+    """
+    global _QUIET_FORKS
+    if _QUIET_FORKS:
+        return
+    import contextlib
+    import os
+    import signal
+
+    def child() -> None:
+        with contextlib.suppress(ValueError):  # not the child's main thread: leave it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=child)
+    _QUIET_FORKS = True
+
+
 def features(images: np.ndarray, masks: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
     """frd-score v1 radiomics features of each 2D image: ``(n, F)`` float64.
 
@@ -77,6 +104,7 @@ def features(images: np.ndarray, masks: np.ndarray | None = None, workers: int =
         ImportError: see :func:`require`.
     """
     require()
+    quiet_forked_children()
     import radiomics
     from frd_score import frd as F
 
