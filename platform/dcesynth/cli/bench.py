@@ -100,7 +100,7 @@ def bench_phantom(
 def bench_ingest(
     cases: Annotated[int, typer.Option(help="Phantom cases.")] = 4,
     matrix: Annotated[int, typer.Option(help="In-plane matrix (and slice size).")] = 512,
-    slices: Annotated[int, typer.Option(help="Slices per volume.")] = 160,
+    slices: Annotated[int, typer.Option(help="Slices per volume.")] = 64,
     workers: Annotated[
         int, typer.Option(help="CPUs for Ray and DataLoader workers.")
     ] = DEFAULT_WORKERS,
@@ -109,7 +109,8 @@ def bench_ingest(
         "bench_out"
     ),
 ) -> None:
-    """Ingest + streaming vs the study's PNG-per-slice way, side by side on one cohort."""
+    """A fresh `dcectl ingest` vs a plain script (two cohort sizes), then ingest + streaming vs
+    the study's PNG-per-slice way, side by side on one cohort."""
     import ray
     from rich.console import Console
 
@@ -118,14 +119,21 @@ def bench_ingest(
     from dcesynth.data.ingest.bench import (
         PeakMemory,
         ours_stream,
+        race_the_script,
         study_read_pngs,
         study_write_pngs,
     )
     from dcesynth.data.phantom import PhantomConfig, generate_cohort
 
-    cohort = out / f"cohort_{cases}x{matrix}x{slices}"
-    pcfg = PhantomConfig(cases=cases, matrix=matrix, slices=slices, formats=("dicom", "nifti"))
-    generate_cohort(pcfg, cohort, workers=workers, progress=False)
+    cohorts = {}
+    for n in sorted({max(1, cases // 2), cases}):  # two sizes: the fixed cost is the intercept
+        cohorts[n] = out / f"cohort_{n}x{matrix}x{slices}"
+        pcfg = PhantomConfig(cases=n, matrix=matrix, slices=slices, formats=("dicom", "nifti"))
+        generate_cohort(pcfg, cohorts[n], workers=workers, progress=False)
+    cohort = cohorts[cases]
+    # first, before this process starts Ray: a fresh `dcectl ingest` against a plain script
+    posts = list(range(1, PhantomConfig().post_phases + 1))
+    race = race_the_script(list(cohorts.values()), out / "race", matrix, posts)
     phases = [1, 2, 3]
     dataset, pngs = out / "dataset", out / "png"
     for p in (dataset, pngs):
@@ -168,6 +176,7 @@ def bench_ingest(
     for name, a, b in prep:
         t.add_row(name, f"{a:.2f}", f"{b:.2f}", f"{a / b:.2f}×")
     console = Console(width=140)
+    console.print(_race_table(race, matrix, slices))
     console.print(t)
     console.print(
         "dcesynth's prepare also writes the normalised NIfTI volumes; its peak PSS counts the "
@@ -175,6 +184,26 @@ def bench_ingest(
         f"DataLoader over PNGs with {workers} workers; all yield float32 tensors in [-1, 1]. "
         "Pass 1 includes start-up, which each epoch pays again."
     )
+
+
+def _race_table(race, matrix: int, slices: int):
+    """`dcectl ingest` in a fresh process against the plain script (issue 22's targets)."""
+    t = _table(
+        f"a fresh `dcectl ingest` (no cluster named) vs a plain script (pydicom → min-max per "
+        f"volume → uint8 .npy slices), {matrix}² × {slices} slices, pre + all posts",
+        ("", *(f"{c} cases, {i} images" for c, i in zip(race.cases, race.images, strict=True))),
+    )
+    t.add_row("dcectl ingest, wall s", *(f"{w:.2f}" for w in race.ours_s))
+    t.add_row("plain script, wall s", *(f"{w:.2f}" for w in race.script_s))
+    ratios = [a / b for a, b in zip(race.ours_s, race.script_s, strict=True)]
+    t.add_row("ratio (target ≤ 1.5×)", *(f"{r:.2f}×" for r in ratios))
+    if len(race.cases) == 2:
+        ours, script = race.fixed_s()
+        t.caption = (
+            f"fixed cost (intercept of wall time against cases): dcectl ingest {ours:.1f} s "
+            f"(target ≤ 5 s), the script {script:.1f} s; both include the interpreter's start"
+        )
+    return t
 
 
 @app.command("metrics")

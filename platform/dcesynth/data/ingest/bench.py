@@ -140,3 +140,93 @@ def _timed(make_batches) -> Timing:
     t0 = time.perf_counter()
     n = sum(b["pre"].shape[0] for b in make_batches())
     return Timing(time.perf_counter() - t0, n)
+
+
+# What a researcher writes first (issue 22's reference): pydicom, min-max per volume, uint8
+# slices with numpy. Run as its own interpreter, like `dcectl ingest`, so both walls include
+# the start-up a user pays. It assumes what ingest checks (one series per phase, no gaps).
+SIMPLE_SCRIPT = """
+import sys, pathlib, collections, numpy as np, pydicom
+root, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for case in sorted(p for p in root.iterdir() if p.is_dir()):
+    phases = collections.defaultdict(list)
+    for f in case.rglob("*.dcm"):  # a phase: a series, or a temporal position of one
+        d = pydicom.dcmread(f)
+        k = (int(d.SeriesNumber), int(d.get("TemporalPositionIdentifier") or 0))
+        phases[k].append((int(d.InstanceNumber), d.pixel_array))
+    for i, k in enumerate(sorted(phases)):
+        v = np.stack([a for _, a in sorted(phases[k], key=lambda t: t[0])]).astype(np.float32)
+        u8 = ((v - v.min()) / max(float(v.max() - v.min()), 1e-6) * 255).round().astype(np.uint8)
+        (out / case.name / str(i)).mkdir(parents=True, exist_ok=True)
+        for z, s in enumerate(u8):
+            np.save(out / case.name / str(i) / f"{z:04d}.npy", s)
+"""
+
+
+def run_timed(cmd: list[str], env: dict | None = None) -> float:
+    """Wall seconds of a command in a fresh process (raises with its output if it fails)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} … failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return wall
+
+
+@dataclass
+class ScriptRace:
+    """Wall seconds of a fresh ``dcectl ingest`` and of :data:`SIMPLE_SCRIPT` per cohort."""
+
+    cases: list[int]
+    images: list[int]
+    ours_s: list[float]
+    script_s: list[float]
+
+    def fixed_s(self) -> tuple[float, float]:
+        """Start-up paid whatever the cohort: the intercept of wall time against cases (two
+        cohorts: the line through both), ours and the script's."""
+        (c0, c1), fit = self.cases, lambda w: w[0] - (w[1] - w[0]) / (c1 - c0) * c0
+        return fit(self.ours_s), fit(self.script_s)
+
+
+def race_the_script(
+    cohorts: list[Path], scratch: Path, image_size: int, phases: list[int], repeats: int = 2
+) -> ScriptRace:
+    """``dcectl ingest`` (no cluster named: engine auto) and the plain script on each cohort's
+    DICOM folder, each in its own interpreter, alternating; the faster of ``repeats`` runs each
+    (the first pays a cold page cache for whichever goes first).
+
+    Args:
+        cohorts: phantom output folders (``<cohort>/dicom``), smallest first.
+        scratch: where both write (emptied before each run).
+        image_size: ingest's slice size (the cohort's matrix: the script does not resize).
+        phases: post-contrast phases to keep (all the cohort has: the script keeps them all).
+    """
+    import json
+    import os
+    import shutil
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # no cluster here
+    race = ScriptRace([], [], [], [])
+    for cohort in cohorts:
+        dicom = cohort / "dicom"
+        ours, script = [], []
+        for _ in range(repeats):
+            for target in ("ingest", "script"):
+                shutil.rmtree(scratch / target, ignore_errors=True)
+            script.append(run_timed([sys.executable, "-c", SIMPLE_SCRIPT, str(dicom),
+                                     str(scratch / "script")], env))  # fmt: skip
+            ours.append(run_timed([sys.executable, "-m", "dcesynth.cli.app", "ingest", str(dicom),
+                                   "--out", str(scratch / "ingest"), "--image-size",
+                                   str(image_size), "--phases", ",".join(map(str, phases))],
+                                  env))  # fmt: skip
+        race.cases.append(int(json.loads((cohort / "phantom.json").read_text())["config"]["cases"]))
+        race.images.append(sum(1 for _ in dicom.rglob("*.dcm")))
+        race.ours_s.append(min(ours))
+        race.script_s.append(min(script))
+    for target in ("ingest", "script"):
+        shutil.rmtree(scratch / target, ignore_errors=True)
+    return race
