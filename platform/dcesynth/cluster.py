@@ -29,6 +29,21 @@ def joins_cluster(address: str | None) -> bool:
     return bool(address or os.environ.get("RAY_ADDRESS"))
 
 
+ENGINES = ("auto", "ray", "local")
+
+
+def check_engine(engine: str, address: str | None) -> None:
+    """The ``--engine`` choice of commands that can run without Ray (ingest, predict).
+
+    Raises:
+        ValueError: an unknown engine, or ``local`` with a cluster address.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    if engine == "local" and address:
+        raise ValueError(f"engine local runs on this machine: it cannot use --address {address}")
+
+
 def short_of_resources(missing: str, address: str | None, log_: logging.Logger) -> None:
     """Raise ``ConfigError(missing)`` on a local instance; on a joined cluster log a warning
     (an autoscaler may add the nodes; without one the work waits)."""

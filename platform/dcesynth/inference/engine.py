@@ -45,10 +45,10 @@ from typing import Protocol
 
 import numpy as np
 
+from dcesynth.cluster import ENGINES  # noqa: F401  (predict's --engine choices)
 from dcesynth.data.ingest.transforms import SquareResize
 
 PLAN_FIELDS = ("ny", "nx", "size", "scale_y", "scale_x", "out_h", "out_w", "pad_y", "pad_x")
-ENGINES = ("auto", "ray", "local")
 # ``auto`` runs in-process (no Ray) for at most this many volumes when no cluster is named: Ray's
 # start and Ray Data's set-up (~10–20 s on a small machine) cost more than overlapping reading
 # with the generator saves on so few (see docs/benchmarks_gpu_predict.md for the figures).
@@ -230,12 +230,9 @@ def choose_engine(engine: str, address: str | None, volumes: int, actors: int) -
     Raises:
         ValueError: an unknown engine, or ``local`` with a cluster address.
     """
-    from dcesynth.cluster import joins_cluster
+    from dcesynth.cluster import check_engine, joins_cluster
 
-    if engine not in ENGINES:
-        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
-    if engine == "local" and address:
-        raise ValueError(f"engine local runs in this process: it cannot use --address {address}")
+    check_engine(engine, address)
     if engine != "auto":
         return engine
     small = volumes <= LOCAL_MAX_VOLUMES and actors <= 1

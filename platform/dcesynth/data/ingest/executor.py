@@ -19,8 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
-ENGINES = ("auto", "ray", "local")
-
 log = logging.getLogger(__name__)
 
 
@@ -43,12 +41,9 @@ def choose_engine(engine: str, address: str | None) -> str:
     Raises:
         ValueError: an unknown engine, or ``local`` with a cluster address.
     """
-    from dcesynth.cluster import joins_cluster
+    from dcesynth.cluster import check_engine, joins_cluster
 
-    if engine not in ENGINES:
-        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
-    if engine == "local" and address:
-        raise ValueError(f"engine local runs on this machine: it cannot use --address {address}")
+    check_engine(engine, address)
     if engine != "auto":
         return engine
     return "ray" if joins_cluster(address) or ray_running_here() else "local"
