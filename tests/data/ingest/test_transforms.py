@@ -54,14 +54,25 @@ def test_minmax_known_answer(shift: float) -> None:
     np.testing.assert_array_equal(out, [[[0, 64, 255], [128, 191, 0]]])
 
 
+@pytest.mark.parametrize("consume", [False, True])
+@pytest.mark.parametrize("name", ["minmax", "percentile", "zscore"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
-def test_minmax_is_the_plain_formula_bit_for_bit(dtype) -> None:
-    """The in-place arithmetic gives the dataset bytes the textbook expression gives."""
+def test_normalisers_are_the_plain_formula_bit_for_bit(dtype, name: str, consume: bool) -> None:
+    """The in-place arithmetic gives the dataset bytes the textbook expression gives; without
+    ``consume`` the input is left as it was."""
     v = (np.random.default_rng(1).gamma(2.0, 300.0, (5, 33, 31)) + 7).astype(dtype)
-    lo, hi = float(v.min()), float(v.max())
+    keep = v.copy()
+    if name == "minmax":
+        lo, hi = float(v.min()), float(v.max())
+    elif name == "percentile":
+        lo, hi = (float(x) for x in np.percentile(v, (0.5, 99.5)))
+    else:
+        mu, sd = float(v.mean()), float(v.std())
+        lo, hi = mu - 3.0 * sd, mu + 3.0 * sd
     ref = np.rint((np.clip(v, lo, hi) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    np.testing.assert_array_equal(minmax(v), ref)
-    assert v.min() == dtype(lo)  # the input is left as it was
+    np.testing.assert_array_equal(normaliser(name)(v, consume=consume), ref)
+    if not consume:
+        np.testing.assert_array_equal(v, keep)
 
 
 def test_minmax_maps_min_and_max_exactly() -> None:

@@ -149,7 +149,12 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
     vols = np.empty((len(keep), *geom.shape), np.uint8)
     for i, p in enumerate(keep):  # one float volume at a time: 512² × 160 floats are 168 MB
         try:
-            vols[i] = norm(raw.phases[p], percentiles=cfg.percentiles, zscore_clip=cfg.zscore_clip)
+            vols[i] = norm(
+                raw.phases[p],
+                percentiles=cfg.percentiles,
+                zscore_clip=cfg.zscore_clip,
+                consume=True,  # dropped below: normalised in place, no float copy
+            )
         except ValueError as e:
             raise CaseError(spec.key, f"phase {p}: {e}") from None
         raw.phases[p] = None
@@ -172,7 +177,10 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
     rs = SquareResize.plan(
         geom.shape[1], geom.shape[2], geom.spacing[1], geom.spacing[0], cfg.image_size
     )
-    images = rs.apply(vols[:, idx].transpose(1, 0, 2, 3))  # (n, 1 + P, S, S)
+    # a run of slices (selection "all", or a tumour's range) as a view, not a fancy-index copy
+    run = idx.size and np.array_equal(idx, np.arange(idx[0], idx[-1] + 1))
+    kept = vols[:, idx[0] : idx[-1] + 1] if run else vols[:, idx]
+    images = rs.apply(kept.transpose(1, 0, 2, 3))  # (n, 1 + P, S, S)
     msk = (
         rs.apply(mask[idx][:, None], binary=True)[:, 0]
         if mask is not None
