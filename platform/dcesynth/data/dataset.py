@@ -10,7 +10,9 @@ as fast, by ``collate_fn=model_range_collate()`` on the consuming worker (``scal
 from __future__ import annotations
 
 import json
+import os
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +63,19 @@ class TrainTransform:
 
     def __call__(self, batch: dict[str, np.ndarray], scale: bool = True) -> dict[str, np.ndarray]:
         """Phase selection and rotation on the uint8 slices; then, if ``scale``, float32."""
-        pre = batch["pre"][:, None].copy()
-        post = batch["post"][:, self.index]  # fancy indexing: a copy
-        mask = batch["mask"][:, None].copy()
-        rot = self._rng(batch).random(len(pre)) < self.rotate_p
+        rot = self._rng(batch).random(len(batch["pre"])) < self.rotate_p
+        post = batch["post"]
+        if self.index != list(range(post.shape[1])):
+            post = post[:, self.index]  # fancy indexing: a copy
+        pre, mask = batch["pre"][:, None], batch["mask"][:, None]
         if rot.any():  # same rotation for input, targets and mask of a slice
+            # views of the (read-only) Arrow buffers until here: copy what is rotated in place
+            pre, mask = pre.copy(), mask.copy()
+            post = post.copy() if post is batch["post"] else post
             for a in (pre, post, mask):
                 a[rot] = np.rot90(a[rot], k=1, axes=(2, 3))
+        # Without rotation (validation, and training, which rotates on the device) the arrays
+        # stay views: Ray copies them once into its block, no need for a copy before that.
         out = {
             "pre": pre,
             "post": post,
@@ -118,6 +126,32 @@ def model_range_collate(device: str | None = None):
     return ModelRange()
 
 
+@contextmanager
+def _footer_readers(n_files: int):
+    """Ray Data ≥ 2.60 lists Parquet files by reading their footers on a pool of actors,
+    ``RAY_DATA_PARQUET_FOOTER_NUM_ACTORS`` (default 32), started afresh for every execution,
+    i.e. every epoch, and killed after it. Each actor reads the footers of 10 files at a time
+    (``RAY_DATA_PARQUET_FOOTER_BATCH_SIZE``), so a split of a few shards keeps one busy and
+    the other 31 only start Python processes: on a small machine that start-up took the CPUs
+    the read needed (1.8 s of listing for 2 files). Ask for as many actors as there are
+    batches of files; a user's own setting wins. The footers, hence the read's blocks (and
+    the rotations drawn per block), are the same whatever the count.
+
+    Read by ``read_parquet`` on the calling process (the indexer is built there), so set only
+    around that call.
+    """
+    key = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+    if key in os.environ:
+        yield
+        return
+    per_actor = int(os.environ.get("RAY_DATA_PARQUET_FOOTER_BATCH_SIZE", 10))
+    os.environ[key] = str(min(32, max(1, -(-n_files // per_actor))))
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 def read_split(
     dataset: Path,
     split: str,
@@ -151,9 +185,10 @@ def read_split(
     folder = Path(dataset) / "slices" / split
     if split not in splits or not folder.is_dir():
         raise ValueError(f"{dataset}: no split {split!r}; it has {splits}")
-    ds = ray.data.read_parquet(str(folder)).select_columns(
-        ["case_id", "slice_index", "pre", "post", "mask"]
-    )
+    with _footer_readers(sum(1 for _ in folder.glob("*.parquet"))):
+        ds = ray.data.read_parquet(str(folder)).select_columns(
+            ["case_id", "slice_index", "pre", "post", "mask"]
+        )
     if not transform:
         return ds
     stored = list(manifest["phases"][1:])
