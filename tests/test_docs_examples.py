@@ -159,10 +159,13 @@ def _relocate(copy: Path, original: Path) -> None:
                 continue
             if old in text:
                 f.write_text(text.replace(old, new))
-    with sqlite3.connect(copy / "mlflow.db") as db:
-        db.execute("UPDATE experiments SET artifact_location=replace(artifact_location,?,?)",
-                   (old, new))  # fmt: skip
-        db.execute("UPDATE runs SET artifact_uri=replace(artifact_uri,?,?)", (old, new))
+    # every store: the demo's, and any a later command opened below it (export logs into its
+    # run's parent folder) — a missed one sent the copy's artefacts into the original (seen)
+    for store in copy.rglob("mlflow.db"):
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE experiments SET artifact_location=replace(artifact_location,?,?)",
+                       (old, new))  # fmt: skip
+            db.execute("UPDATE runs SET artifact_uri=replace(artifact_uri,?,?)", (old, new))
 
 
 def _free_port() -> int:
