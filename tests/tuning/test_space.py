@@ -135,3 +135,25 @@ def test_grid_searcher_needs_grid_parameters() -> None:
 def test_parameter_shapes(kw: dict) -> None:
     with pytest.raises(ValueError):
         Parameter(**kw)
+
+
+@pytest.mark.parametrize("space_file", ["demo.yaml", "gan.yaml"])
+def test_bench_space_of_a_shipped_space_validates(space_file: str, tmp_path) -> None:
+    """`dcectl bench sweep` re-validates its space in every trial: with FRD in the demo's SAMe
+    and only the cheap metrics computed, every trial failed (seen)."""
+    from dcesynth.tuning.bench import bench_space
+    from dcesynth.tuning.space import load_space
+
+    root = Path(__file__).resolve().parents[2] / "search_spaces"
+    sp = bench_space(load_space(root / space_file), tmp_path / "ds", tmp_path, trials=2, epochs=1)
+    assert set(sp.evaluation.same_metrics) <= set(sp.evaluation.metrics) == {"mae", "mse", "ssim"}
+    assert list(sp.parameters) == ["lr"] and sp.base.epochs == 1
+
+
+def test_bench_space_refuses_a_family_search_before_any_trial(tmp_path) -> None:
+    from dcesynth.tuning.bench import bench_space
+    from dcesynth.tuning.space import load_space
+
+    space = load_space(Path(__file__).resolve().parents[2] / "search_spaces" / "generators.yaml")
+    with pytest.raises(ValueError, match="no trial is of this family"):
+        bench_space(space, tmp_path / "ds", tmp_path, trials=2, epochs=1)

@@ -25,15 +25,23 @@ from dcesynth.tuning.space import SearchSpace
 
 def bench_space(space: SearchSpace, dataset: Path, out: Path, trials: int, epochs: int):
     """The bench's space: ``space``'s base on ``dataset``, a grid of ``trials`` learning rates,
-    no early stopping, one trial at a time, the cheap metrics for the ranking."""
+    no early stopping, one trial at a time, the cheap metrics for the ranking. Validated here,
+    as every trial validates it again: a space the bench cannot reduce this way (one that
+    searches the generator family) is refused before Ray starts.
+
+    Raises:
+        ValueError: (pydantic's ValidationError) naming what the reduced space lacks.
+    """
     from dcesynth.tuning.space import Parameter
 
     lrs = [float(space.base.lr) * (0.8**i) for i in range(trials)]
     base = space.base.model_copy(
         update={"dataset": dataset, "epochs": epochs, "checkpoint_every": 1, "use_gpu": False}
     )
-    evaluation = space.evaluation.model_copy(update={"metrics": ["mae", "mse", "ssim"]})
-    return space.model_copy(
+    cheap = ["mae", "mse", "ssim"]  # SAMe over what is computed: the space's may add FRD
+    same = [m for m in space.evaluation.same_metrics if m in cheap] or cheap
+    evaluation = space.evaluation.model_copy(update={"metrics": cheap, "same_metrics": same})
+    reduced = space.model_copy(
         update={
             "name": "bench",
             "storage_path": out / "sweeps",
@@ -46,6 +54,7 @@ def bench_space(space: SearchSpace, dataset: Path, out: Path, trials: int, epoch
             "evaluation": evaluation,
         }
     )
+    return SearchSpace.model_validate(reduced.model_dump())
 
 
 def plain_training(cfg, hook, run_dir: Path) -> None:
