@@ -26,7 +26,6 @@ into ``out`` (which then holds that report only, and a later ingest may use it).
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import json
 import logging
@@ -43,6 +42,7 @@ import pyarrow.parquet as pq
 from dcesynth.config import atomic_write_text
 from dcesynth.data.ingest.config import DATASET_VERSION, IngestConfig
 from dcesynth.data.ingest.executor import Runner, choose_engine, open_runner
+from dcesynth.data.ingest.failures import all_failed, machine_error
 from dcesynth.data.ingest.prepare import CaseSpec, prepare_case
 from dcesynth.data.ingest.shards import ShardWriter, slice_schema, slices_table
 from dcesynth.data.ingest.source import DatasetError, Source, discover, resolve_source
@@ -53,8 +53,6 @@ from dcesynth.data.readers.common import CaseError
 from dcesynth.durable import (
     TMP_PREFIX,
     MachineError,
-    describe_os_error,
-    human_bytes,
     os_error_of,
     replace_dir,
     tree_bytes,
@@ -286,14 +284,14 @@ def _ingest_with(
     try:
         rows, writers = _run(runner, specs, cfg, tmp, skipped, ignored, progress)
         if not rows:
-            _all_failed(out, report, len(keys))
+            all_failed(out, report, len(keys))
         _finish(tmp, out, cfg, src, fp, rows, writers, report)
     except BaseException as e:
         written = tree_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         oe = os_error_of(e) if not isinstance(e, (MachineError, DatasetError)) else None
         if oe is not None:
-            raise _machine_error(oe, out, written, len(specs)) from e
+            raise machine_error(oe, out, written, len(specs)) from e
         raise
     for s in skipped:
         log.warning("skipped %s", s["error"])
@@ -308,37 +306,6 @@ def _ingest_with(
         ignored=ignored,
         source_format=src.fmt,
         notes=[src.note] if src.note else [],
-    )
-
-
-def _machine_error(e: OSError, out: Path, written: int, n_cases: int) -> MachineError:
-    """One line for an ingest stopped by the machine: what, where, how much space."""
-    need = ""
-    if e.errno == errno.ENOSPC:
-        need = (
-            f"; the unfinished dataset had reached {human_bytes(written)} "
-            f"({n_cases} case(s) to write), free at least that much more"
-        )
-    return MachineError(
-        e.errno or errno.EIO,
-        f"ingest into {out} stopped, nothing marked complete: {describe_os_error(e)}{need}; "
-        "then run the same command again (it redoes the missing cases)",
-        str(e.filename) if e.filename else None,
-    )
-
-
-def _all_failed(out: Path, report: dict, n_keys: int) -> None:
-    """No case could be used: write the report into ``out`` and list every reason."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ingest_report.json", json.dumps(report, indent=1))
-    reasons = [s["error"] for s in report["skipped"]]
-    shown = reasons[:50]
-    more = f"\n  … and {len(reasons) - 50} more" if len(reasons) > 50 else ""
-    raise DatasetError(
-        f"no case could be ingested ({n_keys} found); every reason:\n  - "
-        + "\n  - ".join(shown)
-        + more
-        + f"\nreport: {out / 'ingest_report.json'}"
     )
 
 
