@@ -45,7 +45,6 @@ from typing import Protocol
 
 import numpy as np
 
-from dcesynth.cluster import ENGINES  # noqa: F401  (predict's --engine choices)
 from dcesynth.data.ingest.transforms import SquareResize
 
 PLAN_FIELDS = ("ny", "nx", "size", "scale_y", "scale_x", "out_h", "out_w", "pad_y", "pad_x")

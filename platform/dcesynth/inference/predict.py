@@ -272,10 +272,10 @@ def _predict(
     progress: bool | None,
     engine: str = "auto",
 ) -> PredictResult:
-    from dcesynth.inference.engine import ENGINES, translate
+    from dcesynth.cluster import check_engine
+    from dcesynth.inference.engine import translate
 
-    if engine not in ENGINES:  # before any work
-        raise ValueError(f"--engine {engine!r}: one of {', '.join(ENGINES)}")
+    check_engine(engine, address)  # before any work
     art = load_artifact(model)
     todo = check_model(art, phases)
     patients, bad, ignored = find_patients(Path(source), address)

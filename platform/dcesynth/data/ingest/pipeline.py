@@ -39,9 +39,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dcesynth.cluster import check_engine
 from dcesynth.config import atomic_write_text
 from dcesynth.data.ingest.config import DATASET_VERSION, IngestConfig
-from dcesynth.data.ingest.executor import Runner, choose_engine, open_runner
+from dcesynth.data.ingest.executor import Runner, open_runner
 from dcesynth.data.ingest.failures import all_failed, machine_error
 from dcesynth.data.ingest.prepare import CaseSpec, prepare_case
 from dcesynth.data.ingest.shards import ShardWriter, slice_schema, slices_table
@@ -177,7 +178,7 @@ def ingest(
     """
     t0 = time.perf_counter()
     out = Path(out)
-    choose_engine(engine, address)  # an unknown engine is refused before anything is read
+    check_engine(engine, address)  # an unknown engine is refused before anything is read
     src = resolve_source(source, cfg)
     with folder_lock(out, "ingest"):  # a second ingest into out is refused, naming this one
         res = _ingest(src, out, cfg, workers, address, progress, engine)
