@@ -100,3 +100,24 @@ def test_a_run_stopped_before_its_first_checkpoint_is_continued(
     (tmp_path / cfg.name / "config.yaml").write_text("epochs: 20\n")
     study._train(cfg, lambda msg: None)  # died before epoch 1's checkpoint: resumed
     assert calls == [False, False, True]
+
+
+def test_report_before_segmentation_says_table3_is_pending(tmp_path: Path) -> None:
+    """The report written before the segmentation stage: every run's section, Table 3 pending;
+    the final one holds Table 3 and no pending line."""
+    from types import SimpleNamespace
+
+    from dcesynth.cli.study import _report
+
+    for name in ("phase1", "joint"):
+        (tmp_path / "runs" / name / "report").mkdir(parents=True)
+        (tmp_path / "runs" / name / "report" / "report.md").write_text(
+            f"# Evaluation\n![m](montage_{name}.png)\n"
+        )
+    md = _report(tmp_path, None, {"phase1": 60.0}, 90.0).read_text()
+    assert "Not run yet" in md and "Wall time 1.5 min" in md and "phase1 1.0 min" in md
+    assert "](runs/joint/report/montage_joint.png)" in md and "Second generator" not in md
+    (tmp_path / "segmentation" / "results").mkdir(parents=True)
+    (tmp_path / "segmentation" / "results" / "table3.md").write_text("| cell | Dice |\n")
+    md = _report(tmp_path, SimpleNamespace(path=tmp_path / "segmentation"), {}, 90.0).read_text()
+    assert "| cell | Dice |" in md and "Not run yet" not in md

@@ -30,6 +30,7 @@ def test_no_weights_config_states_what_is_left_out() -> None:
         ({"metrics": ["mae", "fid"]}, "fid_img"),  # unknown metric: lists the valid ones
         ({"metrics": ["mae"], "same_metrics": ["mae", "ssim"]}, "ssim"),  # SAMe of uncomputed
         ({"pairs": 1}, "pairs"),
+        ({"selection_pairs": 1}, "selection.pairs"),
         ({"device": "tpu"}, "device"),
         ({"lpips_net": "resnet"}, "lpips.net.*squeeze"),
     ],

@@ -89,6 +89,26 @@ def test_select_writes_table1_and_picks_the_lowest_same(run: Path, selected: dic
     assert (run / "report" / "same_bars.png").stat().st_size > 1000
 
 
+def test_selection_pairs_limit_what_table1_scores(run: Path, tmp_path: Path) -> None:
+    """Selection scores every checkpoint on ``selection_pairs`` of the validation pairs (the
+    same seeded subset evaluation would draw), and Table 1's baseline is that subset's."""
+    import shutil
+
+    from dcesynth.evaluation.select import select_checkpoint
+
+    copy = tmp_path / "tiny"  # its own report/, so the module's selection stays as it is
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
+    cfg = EvalConfig(**NO_WEIGHTS, device="cpu", selection_pairs=3)
+    assert cfg.n_selection_pairs == 3 and cfg.pairs == 5000
+    select_checkpoint(copy, cfg, progress=False)
+    record = json.loads((copy / "report" / "selection.json").read_text())
+    assert record["pairs"] == 3 * len(PHASES)
+    pairs = read_pairs(Run.open(copy).cfg.dataset, "val", 3, cfg.seed)
+    real = np.concatenate([pairs.post[:, i] for i in range(len(PHASES))])
+    direct = paired_metrics(real, np.concatenate([pairs.pre] * len(PHASES)))
+    assert record["baseline"]["mae"] == pytest.approx(direct["mae"].mean(), rel=1e-6)
+
+
 def test_synthesized_volumes_have_the_original_geometry(run: Path, selected: dict) -> None:
     res = synthesize(run, "best", "test", device="cpu", progress=False)
     assert res.epoch == selected["selected_epoch"]

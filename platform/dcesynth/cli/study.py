@@ -209,6 +209,9 @@ def study(
                     log_trust(tt, run_trust(run, cfg["trust"]))
                 step(f"trust {run.name}: {run / 'report' / 'trust' / 'trust.md'}")
                 timings[key] = time.perf_counter() - t
+            # a readable report before the longest stage: Tables 1, 2 and 4 (Table 3 pending)
+            _report(root, None, timings, time.perf_counter() - t0)
+            step(f"report (Table 3 pending): {root / 'report.md'}")
             seg = cfg["segmentation"]
             t = time.perf_counter()
             res = run_tracked(seg, step, mt)
@@ -220,7 +223,8 @@ def study(
 
 
 def _report(root: Path, seg, timings: dict, total: float) -> Path:
-    """One page: both runs' evaluation reports, Table 3 and the wall times."""
+    """One page: the runs' evaluation reports, Table 3 (``seg`` None: not run yet) and the wall
+    times."""
     import re
 
     from dcesynth.config import atomic_write_text
@@ -246,11 +250,15 @@ def _report(root: Path, seg, timings: dict, total: float) -> Path:
         )  # Table 3 comes once, below
         md = md.replace("](", f"](runs/{name}/report/").replace("# Evaluation", "## Evaluation")
         parts += [f"\n# {title}\n", md]
-    parts += [
-        "\n# Segmentation (Table 3)\n",
-        (seg.path / "results" / "table3.md").read_text(),
-        "\n![Table 3](segmentation/results/table3.png)\n",
-    ]
+    if seg is None:
+        parts += ["\n# Segmentation (Table 3)\n", "Not run yet: the study is still running or "
+                  "stopped before it; `dcectl study` again resumes it.\n"]  # fmt: skip
+    else:
+        parts += [
+            "\n# Segmentation (Table 3)\n",
+            (seg.path / "results" / "table3.md").read_text(),
+            "\n![Table 3](segmentation/results/table3.png)\n",
+        ]
     atomic_write_text(root / "report.md", "\n".join(parts))
     return root / "report.md"
 

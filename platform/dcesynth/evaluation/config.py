@@ -42,6 +42,13 @@ class EvalConfig(StrictModel):
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     weights_dir: Path | None = Field(None, description="default ~/.cache/dcesynth/weights")
     pairs: int = Field(5000, ge=2, description="at most this many slice pairs (seeded subset)")
+    selection_pairs: int | None = Field(
+        None,
+        ge=2,
+        description="checkpoint selection (Table 1) scores every checkpoint on at most this many "
+        "validation pairs (seeded subset; default: pairs): a sampling family pays its steps × "
+        "samples per slice and checkpoint",
+    )
     seed: int = Field(0, ge=0)
     batch_size: int = Field(16, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -53,6 +60,11 @@ class EvalConfig(StrictModel):
         "for every checkpoint): its feature extraction costs ~0.3 s of CPU per slice",
     )
     frd_workers: int = Field(1, ge=1, description="FRD feature-extraction processes")
+
+    @property
+    def n_selection_pairs(self) -> int:
+        """How many validation pairs a checkpoint selection (or a sweep's ranking) scores."""
+        return min(self.pairs, self.selection_pairs or self.pairs)
 
     @field_validator("metrics")
     @classmethod

@@ -128,7 +128,7 @@ def select_checkpoint(
         last = max(ckpts)
         ckpts = {e: p for e, p in ckpts.items() if e % every == 0 or e == last}
     scorer = Scorer(cfg)  # fails here, before any work, when weights are missing
-    pairs = read_pairs(dataset or run.cfg.dataset, "val", cfg.pairs, cfg.seed)
+    pairs = read_pairs(dataset or run.cfg.dataset, "val", cfg.n_selection_pairs, cfg.seed)
     phases = list(run.cfg.phases)
     real, pre, cases = pairs.pooled(phases)
     box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)

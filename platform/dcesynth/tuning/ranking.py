@@ -86,7 +86,7 @@ def rank(space: SearchSpace, sweep_dir: Path, trials: list[dict]) -> dict:
         if not phases:
             raise ValueError("the trials share no generated phase; nothing to rank them on")
         scorer = Scorer(cfg)
-        pairs = read_pairs(space.base.dataset, "val", cfg.pairs, cfg.seed)
+        pairs = read_pairs(space.base.dataset, "val", cfg.n_selection_pairs, cfg.seed)
         real, pre, cases = pairs.pooled(phases)
         box, skip = pooled_boxes(pairs, phases, cfg), same_only(cfg)
         baseline = scorer.score(real, pre, real_key=("val",), case_ids=cases, box=box, skip=skip)
