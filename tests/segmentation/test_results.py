@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from dcesynth.segmentation.config import SegmentConfig
-from dcesynth.segmentation.results import confusion, dice, markdown, table3, wilcoxon_p
+from dcesynth.segmentation.results import (
+    claims,
+    claims_markdown,
+    confusion,
+    dice,
+    markdown,
+    table3,
+    wilcoxon_p,
+)
 
 
 def test_confusion_and_dice_known_answers() -> None:
@@ -92,3 +100,50 @@ def test_failed_prediction_makes_its_cells_failed_and_keeps_the_rest() -> None:
     assert all("out of memory" in c["error"] for c in failed)
     assert all("mean" in c for c in cells if "error" not in c) and len(cells) == 6
     assert "failed: RuntimeError: fold 3 ran out of memory" in markdown(cells, "T")
+
+
+def test_claims_on_the_14_cells_known_answers() -> None:
+    """Every non-baseline cell gets the study's direction and this study's: see the fixture's
+    means (scenario 2: A 0.35, B 0.45, C 0.55 on post; scenario 4: D 0.55, E 0.35 on pre)."""
+    cfg = SegmentConfig()
+    base = {"A": 0.1, "B": 0.2, "C": 0.3, "D": 0.4, "E": 0.2, "F": 0.1, "G": 0.5}
+    rows = {(r["scenario"], r["set"]): r for r in claims(table3(cfg, _per_case(cfg, base), {}))}
+    assert len(rows) == 10  # 14 cells less the 4 baselines
+    b2 = rows[(2, "B")]  # study 0.663 − 0.484: higher; here +0.1 on each of 4 cases, p 2/16
+    assert b2["study_delta"] == pytest.approx(0.179) and b2["claim"] == "higher"
+    assert b2["delta"] == pytest.approx(0.1) and b2["found"] == "higher"
+    assert b2["verdict"] == "same direction, p ≥ 0.05"
+    assert rows[(1, "B")]["claim"] == "similar" and rows[(1, "B")]["verdict"] == "not reproduced"
+    assert rows[(3, "E")]["claim"] == "similar" and rows[(3, "E")]["found"] == "lower"
+    assert rows[(4, "E")]["claim"] == "higher" and rows[(4, "E")]["delta"] == pytest.approx(-0.2)
+    assert rows[(4, "E")]["verdict"] == "not reproduced"
+
+
+def _cell(scenario: int, name: str, base: str, mean: float | None, p: float | None) -> dict:
+    from dcesynth.segmentation.config import STUDY_DICE
+
+    c = {"scenario": scenario, "set": name, "baseline": base}
+    c["study_mean"] = STUDY_DICE[(scenario, name)]
+    return c | ({} if mean is None else {"mean": mean, "p_vs_baseline": p})
+
+
+def test_claim_verdicts_reproduced_no_signal_and_not_run() -> None:
+    cells = [
+        _cell(2, "A", "A", 0.30, None),
+        _cell(2, "B", "A", 0.50, 0.01),  # higher, as the study, and the test confirms it
+        _cell(2, "C", "A", 0.32, 0.60),  # the study: higher; here within 0.05: similar
+        _cell(1, "A", "A", 0.0, None),
+        _cell(1, "B", "A", 0.0, 1.0),  # both Dice 0 everywhere: nothing learnt
+        _cell(3, "D", "D", 0.7, None),
+        _cell(3, "E", "D", None, None),  # failed cell
+    ]
+    got = {(r["scenario"], r["set"]): r["verdict"] for r in claims(cells)}
+    assert got == {
+        (2, "B"): "reproduced",
+        (2, "C"): "not reproduced",
+        (1, "B"): "no signal",
+        (3, "E"): "not run",
+    }
+    md = claims_markdown(claims(cells))
+    assert "| 2 | B vs A | +0.179, higher | +0.200, higher | 0.0100 | reproduced |" in md
+    assert "| 3 | E vs D | +0.007, similar | – | – | not run |" in md

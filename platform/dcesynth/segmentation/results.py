@@ -140,6 +140,75 @@ def table3(
     return cells
 
 
+# Within this Dice difference of its scenario's baseline a set is "similar" (the study's
+# scenarios 1 and 3 claim no more than that); beyond it, "higher" or "lower".
+SIMILAR_DICE = 0.05
+
+
+def _direction(delta: float) -> str:
+    return "similar" if abs(delta) < SIMILAR_DICE else ("higher" if delta > 0 else "lower")
+
+
+def claims(cells: list[dict]) -> list[dict]:
+    """The study's claim for every non-baseline cell, and whether this study reproduces it.
+
+    The claim is the direction of the study's own mean Dice against its scenario's baseline
+    (``SIMILAR_DICE``); here the same rule on this study's means, with the paired test's p.
+    Verdicts: ``reproduced``, ``same direction, p ≥ 0.05`` (a difference the test cannot
+    confirm), ``not reproduced``, and ``no signal`` where both cells score Dice 0 on every
+    patient (nothing was learnt, so a "similar" there says nothing).
+
+    Returns:
+        one row per cell compared: ``scenario``, ``set``, ``baseline``, ``study_delta``,
+        ``claim``, ``delta``, ``found``, ``p``, ``verdict``.
+    """
+    base = {(c["scenario"], c["set"]): c for c in cells}
+    out = []
+    for c in cells:
+        ref = base.get((c["scenario"], c["baseline"]))
+        if c["set"] == c["baseline"] or ref is None or c["study_mean"] is None:
+            continue
+        study_delta = c["study_mean"] - ref["study_mean"]
+        row = {
+            "scenario": c["scenario"],
+            "set": c["set"],
+            "baseline": c["baseline"],
+            "study_delta": study_delta,
+            "claim": _direction(study_delta),
+        }
+        if "mean" not in c or "mean" not in ref:
+            out.append(row | {"verdict": "not run"})
+            continue
+        delta, p = c["mean"] - ref["mean"], c.get("p_vs_baseline")
+        found = _direction(delta)
+        if c["mean"] == 0 and ref["mean"] == 0:
+            verdict = "no signal"
+        elif found != row["claim"]:
+            verdict = "not reproduced"
+        elif found != "similar" and (p is None or p >= 0.05):
+            verdict = "same direction, p ≥ 0.05"
+        else:
+            verdict = "reproduced"
+        out.append(row | {"delta": delta, "found": found, "p": p, "verdict": verdict})
+    return out
+
+
+def claims_markdown(rows: list[dict]) -> str:
+    lines = [
+        "**The study's claims** (each set against its scenario's first set; "
+        f'"similar": |Δ Dice| < {SIMILAR_DICE})\n',
+        "| scenario | set vs baseline | the study: Δ, claim | here: Δ, found | p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        here = f"{r['delta']:+.3f}, {r['found']}" if "delta" in r else "–"
+        lines.append(
+            f"| {r['scenario']} | {r['set']} vs {r['baseline']} | {r['study_delta']:+.3f}, "
+            f"{r['claim']} | {here} | {_f(r.get('p'), 4)} | {r['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _f(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -212,7 +281,8 @@ def figure(cells: list[dict], per_case: dict[tuple[str, str], list[dict]], path:
 def write_results(
     folder: Path, cells: list[dict], per_case: dict[tuple[str, str], list[dict]], title: str
 ) -> list[Path]:
-    """``table3.{csv,md,json}``, ``dice_per_case.csv`` and ``table3.png`` into ``folder``."""
+    """``table3.{csv,md,json}``, ``claims.json`` (the study's claims, also in table3.md),
+    ``dice_per_case.csv`` and ``table3.png`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     cols = [
         "scenario",
@@ -229,17 +299,18 @@ def write_results(
         "error",
     ]
     atomic_write_text(folder / "table3.csv", _csv(cells, cols))
-    atomic_write_text(folder / "table3.md", markdown(cells, title))
+    found = claims(cells)
+    atomic_write_text(folder / "table3.md", markdown(cells, title) + "\n" + claims_markdown(found))
     atomic_write_text(folder / "table3.json", json.dumps(cells, indent=1))
+    atomic_write_text(folder / "claims.json", json.dumps(found, indent=1))
     rows = [r for k in sorted(per_case) for r in per_case[k]]
     atomic_write_text(
         folder / "dice_per_case.csv",
         _csv(rows, ["set", "domain", "case_id", "dice", "tp", "fp", "fn"]),
     )
     png = figure(cells, per_case, folder / "table3.png")
-    return [folder / f for f in ("table3.csv", "table3.md", "table3.json", "dice_per_case.csv")] + [
-        png
-    ]
+    names = ("table3.csv", "table3.md", "table3.json", "claims.json", "dice_per_case.csv")
+    return [folder / f for f in names] + [png]
 
 
 def _csv(rows: list[dict], cols: list[str]) -> str:
