@@ -25,8 +25,10 @@ against ``frd_score.compute_frd`` on the same files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -126,16 +128,44 @@ def features(images: np.ndarray, masks: np.ndarray | None = None, workers: int =
                 _write((np.asarray(masks[i]) > 0).astype(np.uint8), mask_files[-1])
         extractor = F.get_feature_extractor(frd_version="v1", image_dim=2)
         try:
-            feats, _, _ = F.compute_features(
-                [str(f) for f in files],
-                extractor,
-                masks=[str(f) for f in mask_files] if masks is not None else None,
-                num_workers=max(1, workers),
-                frd_version="v1",
-            )
+            with _single_threaded_itk():
+                feats, _, _ = F.compute_features(
+                    [str(f) for f in files],
+                    extractor,
+                    masks=[str(f) for f in mask_files] if masks is not None else None,
+                    num_workers=max(1, workers),
+                    frd_version="v1",
+                )
         except RuntimeError as e:  # frd-score: "No features could be extracted from any image."
             raise ValueError(f"FRD features: {e}") from e
     return np.asarray(feats, dtype=np.float64)
+
+
+@contextlib.contextmanager
+def _single_threaded_itk():
+    """SimpleITK with one thread while pyradiomics extracts features, then as it was.
+
+    Why: with ITK's default threads (2 here) the same image gave features differing in the
+    last float32 bit from run to run, and FRD's z-scoring (no guard for a near-zero std, as
+    frd-score) blew that up: the FRD of 8 slices against themselves came out 0.11–0.33 instead
+    of −inf, depending on the run (measured; 6 of 6 runs bit-identical with one thread). The
+    images are 2D, so one thread costs little. The environment variable reaches frd-score's
+    worker processes however they are started.
+    """
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    env = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+        if env is None:
+            os.environ.pop("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", None)
+        else:
+            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = env
 
 
 def frd_from_features(real: np.ndarray, fake: np.ndarray) -> float:
