@@ -43,7 +43,8 @@ class AnchoredSameHook:
         return {OBJECTIVE: score, **{f"baseline_{k}": v for k, v in self.baseline.items()}}
 
 
-def _searcher(space: SearchSpace):
+def searcher(space: SearchSpace):
+    """Tune's search algorithm for ``space`` (None: Tune's random and grid generator)."""
     if space.searcher.type != "optuna":
         return None  # Tune's BasicVariantGenerator: random samples and grid points
     import optuna
@@ -57,7 +58,8 @@ def _searcher(space: SearchSpace):
     return OptunaSearch(sampler=sampler, metric=OBJECTIVE, mode="min")
 
 
-def _scheduler(space: SearchSpace):
+def scheduler(space: SearchSpace):
+    """ASHA over reported epochs, or None when the space stops no trial early."""
     if space.scheduler.type == "none":
         return None
     from ray.tune.schedulers import ASHAScheduler

@@ -27,7 +27,7 @@ from dcesynth.locks import folder_lock
 from dcesynth.progress import interactive
 from dcesynth.tuning.conditional import active
 from dcesynth.tuning.conditional import tune_value as _tune_value
-from dcesynth.tuning.search import OBJECTIVE, AnchoredSameHook, _scheduler, _searcher
+from dcesynth.tuning.search import OBJECTIVE, AnchoredSameHook, scheduler, searcher
 from dcesynth.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _param_space(space: SearchSpace) -> dict:
     from ray import tune
 
     if space.conditional and space.searcher.type == "optuna":
-        return {}  # Optuna's define-by-run space holds it (see _searcher)
+        return {}  # Optuna's define-by-run space holds it (see search.searcher)
     out = {}
     for key, p in space.parameters.items():
         if p.distribution == "uniform":
@@ -260,8 +260,8 @@ def _sweep(
             tune_config=tune.TuneConfig(
                 metric=OBJECTIVE,
                 mode="min",
-                search_alg=_searcher(space),
-                scheduler=_scheduler(space),
+                search_alg=searcher(space),
+                scheduler=scheduler(space),
                 num_samples=space.num_samples,
                 max_concurrent_trials=space.max_concurrent_trials,
                 # a stopped trial's actor must die with its TorchTrainer (a reused actor would
