@@ -152,6 +152,10 @@ def test_evaluate_writes_tables_figures_and_kinetics(
     # truth found for every test case with a box: the pseudonyms match the phantom's ids
     assert kin["truth_cases"] == kin["cases"]
     assert set(kin["truth_types"].values()) <= {"I", "II", "III"}
+    # the same curves with each phase's normalisation window undone (ingest recorded them)
+    acq = kin["acquisition_scale"]
+    assert acq["cases"] == acq["truth_cases"] == kin["cases"]
+    assert acq["type_agreement_real_vs_truth"] == 1.0  # real data: a known answer, see trust
     for c in kin["curves"].values():
         assert np.asarray(c["real"]).shape == (len(PHASES) + 1, 2)
         assert c["real"][0] == c["synthetic"][0]  # both curves start from the real pre image

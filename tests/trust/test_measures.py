@@ -1,16 +1,22 @@
 """Known answers for the trust measures: the copy detector, strata, PRDC, ensemble spread,
 kinetic maps (the phantom's noise-free signal gives each lesion its true curve type) and the
-agreement statistics."""
+agreement statistics; per-phase normalisation and the windows that undo it."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from dcesynth.data.ingest.transforms import normalise, pseudonym
 from dcesynth.data.phantom import PhantomConfig
 from dcesynth.data.phantom.anatomy import lesion_label
 from dcesynth.data.phantom.case import generate_case
 from dcesynth.data.phantom.kinetics import classify_curve
+from dcesynth.trust import biomarkers as B
 from dcesynth.trust import kinetic as K
 from dcesynth.trust import measures as M
 
@@ -157,3 +163,56 @@ def test_combined_spread_adds_the_members_own_sample_variance() -> None:
         M.combined_spread(ens, [np.zeros((2, 1, 3, 3))])
     with pytest.raises(ValueError, match="no members"):
         M.combined_spread(ens, [])
+
+
+def _normalised_case() -> tuple[SimpleNamespace, np.ndarray, np.ndarray, np.ndarray]:
+    """One slice of a blood pool, a wash-out lesion and air, over pre + 3 posts, each phase
+    min-max normalised on its own (the study's choice), with the windows ingest records."""
+    blood = [258.0, 1605.0, 1270.0, 995.0]  # the phantom's AIF-driven blood pool: peaks early
+    lesion = [347.0, 1044.0, 827.0, 678.0]  # wash-out: −35 % from phase 1 to phase 3
+    raw = np.zeros((4, 1, 4, 4))
+    raw[:, 0, :2] = np.array(blood)[:, None, None]
+    raw[:, 0, 2:, :2] = np.array(lesion)[:, None, None]
+    u8, windows = zip(*(normalise("minmax", v.astype(np.float32)) for v in raw), strict=True)
+    mask = np.zeros((1, 4, 4), np.uint8)
+    mask[0, 2:, :2] = 1
+    pairs = SimpleNamespace(pre=u8[0], mask=mask, case_id=np.array(["c"]))
+    post = np.stack(u8[1:], 1)  # (N, P, S, S)
+    return pairs, post, np.array(windows), raw
+
+
+def test_per_phase_normalisation_bends_curves_and_the_window_undoes_it() -> None:
+    """Known answer: normalised per phase, the wash-out lesion (type III in its raw signal)
+    no longer enhances at all (each phase is divided by the blood pool's falling peak); with
+    ingest's windows undone its type is III again, for real and synthetic alike."""
+    pairs, post, windows, raw = _normalised_case()
+    assert classify_curve(raw[1:, 0, 3, 0] - raw[0, 0, 3, 0]) == "III"
+    times = {"c": [0.0, 90.0, 180.0, 270.0]}
+    as_trained = B.lesion_biomarkers(pairs, post, post, times, 0.1)
+    assert as_trained["c"]["real"]["curve_type"] == "none"
+    undone = B.lesion_biomarkers(pairs, post, post, times, 0.1, windows={"c": windows})
+    assert undone["c"]["real"]["curve_type"] == undone["c"]["synthetic"]["curve_type"] == "III"
+    # the relative peak enhancement is the raw one to within the uint8 step
+    assert undone["c"]["real"]["peak_enhancement"] == pytest.approx(
+        (1044.0 - 347.0) / (347.0 + 1.0), rel=0.01
+    )
+    # a case without a window is left out rather than compared on the wrong scale
+    assert B.lesion_biomarkers(pairs, post, post, times, 0.1, windows={}) == {}
+
+
+def test_truth_type_is_classified_at_the_generated_phases(tmp_path: Path) -> None:
+    """A plateau over the phantom's four post phases is persistent over the first three: the
+    truth trust compares with is the type at the phases the run generates."""
+    signal = [100.0, 200.0, 240.0, 260.0, 250.0]
+    rec = {
+        "case_id": "P1",
+        "index_lesion": 0,
+        "lesions": [
+            {"index": 0, "curve_type": "II", "ktrans": 0.2, "kep": 0.5, "signal_noise_free": signal}
+        ],
+    }
+    (tmp_path / "P1.json").write_text(json.dumps(rec))
+    cid = pseudonym("P1", "s")
+    assert B.truth_lesions(tmp_path, "s", [1, 2, 3, 4])[cid]["curve_type"] == "II"
+    assert B.truth_lesions(tmp_path, "s", [1, 2, 3])[cid]["curve_type"] == "I"
+    assert B.truth_lesions(tmp_path, "s", [1, 2, 3])[cid]["ktrans"] == 0.2

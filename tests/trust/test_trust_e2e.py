@@ -78,7 +78,13 @@ def test_trust_cli_writes_every_dimension(run: Path, phantom_source: Path) -> No
         "wash_in_per_min",
         "ser",
     }
+    acq = rec["kinetics_acquisition_scale"]  # each phase's normalisation window undone
+    assert acq["lesions"] == kin["lesions"] and acq["truth_cases"] == kin["truth_cases"]
+    # the real images carry the true curve type per voxel once phases share one scale (the
+    # real data depend on no training, so this is a known answer for the fixture's lesions)
+    assert acq["real_vs_truth_type"] == 1.0
     report = (run / "report" / "report.md").read_text()
+    assert "On the acquisition's scale" in report
     assert "## Trust" in report and "trust/privacy.png" in report
     for f in ("privacy.png", "fairness.png", "uncertainty.png", "curve_types.png"):
         assert (run / "report" / "trust" / f).stat().st_size > 2000

@@ -12,6 +12,11 @@ means (the study's Figure 7); per case: Figure 8.
   synthetic; on the phantom, also against the truth — the type of the index lesion's noise-free
   signal at the same phases. A box holds more than the lesion, so even the real curve need not
   match the truth; both agreements are reported.
+* **Two scales.** The study's images, normalised per phase, and the same with each phase's
+  normalisation window (recorded by ingest) undone. Per-phase min-max divides every phase by
+  its own brightest voxel — in a DCE series the blood pool, whose signal falls after the first
+  post phase — so it lifts late phases and can turn a wash-out curve into a plateau; curve
+  types against the truth are meaningful only on the acquisition's scale.
 """
 
 from __future__ import annotations
@@ -25,30 +30,64 @@ from dcesynth.evaluation.scoring import Pairs
 from dcesynth.evaluation.tables import plt, save_figure
 
 
-def box_curves(pairs: Pairs, real: np.ndarray, fake: np.ndarray) -> dict[str, dict]:
+def box_curves(
+    pairs: Pairs,
+    real: np.ndarray,
+    fake: np.ndarray,
+    windows: dict[str, np.ndarray] | None = None,
+) -> dict[str, dict]:
     """Per case with a box: {"real": (1+P, 2), "synthetic": (1+P, 2)} of (mean, std), "slices".
 
     Args:
         pairs: the split's slices (pre, boxes, case ids).
         real, fake: (N, P, S, S) real and synthetic post phases on [0, 255].
+        windows: :func:`case_windows`; given, each phase's normalisation is undone first (the
+            synthetic phase with its real phase's window), so the curves are on the
+            acquisition's scale; cases without a window are left out.
     """
+    from dcesynth.data.ingest.transforms import unnormalise
+
     out: dict[str, dict] = {}
     for cid in dict.fromkeys(pairs.case_id.tolist()):
         rows = [i for i in np.flatnonzero(pairs.case_id == cid) if pairs.box[i] is not None]
-        if not rows:
+        if not rows or (windows is not None and cid not in windows):
             continue
+        w = windows[cid] if windows is not None else None
+
+        def scale(x: np.ndarray, k: int, w: np.ndarray | None = w) -> np.ndarray:
+            """Phase k (0 = pre) of a box cut as float64, on the acquisition's scale if known."""
+            return (unnormalise(x, w[k]) if w is not None else x.astype(np.float64)).ravel()
+
         px: dict[str, list[list[np.ndarray]]] = {"real": [], "synthetic": []}
         for i in rows:
             y0, y1, x0, x1 = pairs.box[i]
             cut = (slice(y0, y1 + 1), slice(x0, x1 + 1))
-            pre = pairs.pre[i][cut].astype(np.float64).ravel()
-            px["real"].append([pre, *(real[i, p][cut].ravel() for p in range(real.shape[1]))])
-            px["synthetic"].append([pre, *(fake[i, p][cut].ravel() for p in range(fake.shape[1]))])
+            pre = scale(pairs.pre[i][cut], 0)
+            for kind, posts in (("real", real), ("synthetic", fake)):
+                px[kind].append(
+                    [pre, *(scale(posts[i, p][cut], p + 1) for p in range(posts.shape[1]))]
+                )
         rec: dict = {"slices": len(rows)}
         for kind, per_slice in px.items():
             phases = [np.concatenate([s[k] for s in per_slice]) for k in range(len(per_slice[0]))]
             rec[kind] = np.array([[v.mean(), v.std()] for v in phases])
         out[cid] = rec
+    return out
+
+
+def case_windows(ds: Path, phases: list[int]) -> dict[str, np.ndarray]:
+    """case → (1 + P, 2): the [lo, hi] window ingest normalised the pre phase and ``phases``
+    with (cases.parquet ``intensity_window``; datasets ingested before it was stored: none)."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(ds / "cases.parquet")
+    if "intensity_window" not in t.column_names:
+        return {}
+    out = {}
+    for r in t.to_pylist():
+        kept, w = list(r["phases_kept"]), r["intensity_window"]
+        if w and all(p in kept for p in phases):
+            out[r["case_id"]] = np.array([w[kept.index(p)] for p in (0, *phases)], np.float64)
     return out
 
 

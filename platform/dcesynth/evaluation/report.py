@@ -177,6 +177,14 @@ def evaluate(
         types = K.curve_types(curves)
         tr = K.truth_types(Path(truth), salt, list(curves), list(run.cfg.phases)) if truth else None
         kin = K.summary(curves, types, tr)
+        # again on the acquisition's scale (each phase's normalisation undone, see kinetics)
+        if windows := K.case_windows(ds, list(run.cfg.phases)):
+            acq = K.box_curves(pairs, real, fake_u8, windows)
+            kin["acquisition_scale"] = {
+                k: v
+                for k, v in K.summary(acq, K.curve_types(acq), tr).items()
+                if k not in ("order_kept", "curve_types", "truth_types")
+            }
         kin["curves"] = {
             c: {k: r[k].tolist() for k in ("real", "synthetic")} for c, r in curves.items()
         }
@@ -238,6 +246,13 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
                 f"- against the phantom's truth ({kin['truth_cases']} cases): real "
                 f"{fmt(100 * kin['type_agreement_real_vs_truth'])} %, synthetic "
                 f"{fmt(100 * kin['type_agreement_synthetic_vs_truth'])} %"
+            )
+        if "truth_cases" in (a := kin.get("acquisition_scale", {})):
+            parts.append(
+                "- on the acquisition's scale (each phase's normalisation window undone; the "
+                "synthetic phase with its real phase's window), against the truth: real "
+                f"{fmt(100 * a['type_agreement_real_vs_truth'])} %, synthetic "
+                f"{fmt(100 * a['type_agreement_synthetic_vs_truth'])} %"
             )
         parts += ["\n![cohort](kinetics_cohort.png)\n", "![cases](kinetics_cases.png)\n"]
     parts.append(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcesynth.evaluation.kinetics import case_windows  # noqa: F401  (trust.run uses B.case_windows)
 from dcesynth.trust import kinetic as K
 from dcesynth.trust.measures import spearman
 
@@ -26,9 +27,15 @@ def case_times(ds: Path, phases: list[int]) -> dict[str, list[float]]:
     return out
 
 
-def truth_lesions(truth: Path, salt: str) -> dict[str, dict]:
-    """case → the index lesion's true curve type, Ktrans and kep (phantom ground truth)."""
+def truth_lesions(truth: Path, salt: str, phases: list[int]) -> dict[str, dict]:
+    """case → the index lesion's true curve type at ``phases``, Ktrans and kep (phantom truth).
+
+    The type is classified from the lesion's noise-free signal at the phases the run
+    generates, not read from the lesion's drawn type: that one is over all the phantom's
+    phases, and a plateau over four phases can be persistent over the first three.
+    """
     from dcesynth.data.ingest.transforms import pseudonym
+    from dcesynth.data.phantom.kinetics import classify_curve
 
     out = {}
     for f in sorted(Path(truth).glob("*.json")):
@@ -36,20 +43,41 @@ def truth_lesions(truth: Path, salt: str) -> dict[str, dict]:
         if rec.get("index_lesion") is None:
             continue
         les = next(x for x in rec["lesions"] if x["index"] == rec["index_lesion"])
+        sig = np.asarray(les["signal_noise_free"], np.float64)
         out[pseudonym(rec["case_id"], salt)] = {
-            "curve_type": les["curve_type"],
+            "curve_type": classify_curve(sig[list(phases)] - sig[0]),
             "ktrans": les["ktrans"],
             "kep": les["kep"],
         }
     return out
 
 
-def lesion_biomarkers(pairs, real, synthetic, times, min_enhancement: float) -> dict:
+def lesion_biomarkers(
+    pairs,
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    times: dict[str, list[float]],
+    min_enhancement: float,
+    windows: dict[str, np.ndarray] | None = None,
+) -> dict:
     """Per case with lesion pixels: the mean of each map over them and the majority curve
-    type, real and synthetic; plus one slice's type maps for the figure."""
+    type, real and synthetic; plus one slice's type maps for the figure.
+
+    Args:
+        pairs: the split's slices (pre, lesion masks, case ids).
+        real, synthetic: (N, P, S, S) post phases on [0, 255].
+        times: :func:`case_times`.
+        min_enhancement: relative peak enhancement below which a voxel has no curve type.
+        windows: :func:`case_windows`; given, each phase's normalisation is undone first (the
+            synthetic phase with its real phase's window: the generator only ever saw
+            normalised images), so phases compare on the acquisition's scale; cases without
+            a window are left out.
+    """
+    from dcesynth.data.ingest.transforms import unnormalise
+
     out = {}
     for c in dict.fromkeys(pairs.case_id.tolist()):
-        if c not in times:
+        if c not in times or (windows is not None and c not in windows):
             continue
         idx = np.flatnonzero(pairs.case_id == c)
         mask = pairs.mask[idx] > 0
@@ -57,9 +85,12 @@ def lesion_biomarkers(pairs, real, synthetic, times, min_enhancement: float) -> 
             continue
         rec: dict = {}
         for kind, posts in (("real", real), ("synthetic", synthetic)):
-            maps = K.kinetic_maps(
-                pairs.pre[idx], np.moveaxis(posts[idx], 1, 0), times[c], min_enhancement
-            )
+            pre, post = pairs.pre[idx], np.moveaxis(posts[idx], 1, 0)
+            if windows is not None:
+                w = windows[c]
+                pre = unnormalise(pre, w[0])
+                post = np.stack([unnormalise(x, wk) for x, wk in zip(post, w[1:], strict=True)])
+            maps = K.kinetic_maps(pre, post, times[c], min_enhancement)
             rec[kind] = {b: float(maps[b][mask].mean()) for b in BIOMARKERS}
             rec[kind]["curve_type"] = K.majority_type(maps["curve_type"][mask])
             j = int(np.argmax(mask.reshape(len(idx), -1).sum(1)))  # the slice with most lesion

@@ -17,7 +17,7 @@ import pytest
 
 from dcesynth.data.ingest import IngestConfig, ingest, source
 from dcesynth.data.ingest.shards import images
-from dcesynth.data.ingest.transforms import minmax, pseudonym
+from dcesynth.data.ingest.transforms import minmax, pseudonym, unnormalise
 
 CFG = IngestConfig(image_size=48, phases=(1, 2, 3, 4), selection="all")
 
@@ -127,6 +127,12 @@ def test_slices_match_phantom_ground_truth(datasets: dict[str, Path], phantom_ca
             assert box == ([y0, y1, x0, x1] if z0 <= z <= z1 else None)
         vol = np.asarray(nib.load(d / "volumes" / f"{cid}_0002.nii.gz").dataobj).transpose(2, 1, 0)
         np.testing.assert_array_equal(vol, expected[2])
+        # each phase's window: its extremes, so the uint8 volume maps back to within half a step
+        raw = case.images[2].astype(np.float32)
+        lo, hi = row["intensity_window"][2]
+        assert (lo, hi) == pytest.approx((float(raw.min()), float(raw.max())))
+        assert np.abs(unnormalise(vol, (lo, hi)) - raw).max() <= (hi - lo) / 510 * 1.001
+        assert len(row["intensity_window"]) == len(row["phases_kept"])
 
 
 def test_tumour_selection_keeps_box_plus_margin(

@@ -17,10 +17,12 @@ from dcesynth.data.ingest.transforms import (
     SquareResize,
     assign_splits,
     minmax,
+    normalise,
     normaliser,
     percentile,
     pseudonym,
     select_slices,
+    unnormalise,
     zscore,
 )
 
@@ -134,6 +136,28 @@ def test_normalisers_accept_all_options(name: str) -> None:
     out = normaliser(name)(v, percentiles=(0.0, 100.0), zscore_clip=10.0)
     assert out.dtype == np.uint8 and out.shape == v.shape
     assert np.all(np.diff(out.ravel().astype(int)) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "window"),
+    [("minmax", (-3.0, 96.0)), ("percentile", (-2.01, 95.01)), ("zscore", (-40.10, 133.10))],
+)
+def test_normalise_returns_the_window_that_undoes_it(name: str, window: tuple) -> None:
+    """The window is the one the uint8 image was mapped from; inside it, unnormalise restores
+    every voxel to within half a uint8 step (trust's kinetics compare phases with it)."""
+    v = np.arange(100, dtype=np.float32).reshape(4, 5, 5) - 3.0  # −3 … 96: mean 46.5, sd 28.87
+    u8, (lo, hi) = normalise(name, v.copy(), percentiles=(1.0, 99.0), zscore_clip=3.0)
+    assert (lo, hi) == pytest.approx(window, abs=0.01)
+    np.testing.assert_array_equal(u8, normaliser(name)(v.copy(), percentiles=(1.0, 99.0)))
+    inside = (v >= lo) & (v <= hi)
+    err = np.abs(unnormalise(u8, (lo, hi)) - v)[inside]
+    assert err.max() <= (hi - lo) / 510 + 1e-9
+    assert err.max() > 0  # uint8 loses something: the test would see a no-op unnormalise
+
+
+def test_normalise_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown normalisation 'robust'.*'minmax'"):
+        normalise("robust", np.ones(3, np.float32))
 
 
 # --- slice selection ------------------------------------------------------------------------

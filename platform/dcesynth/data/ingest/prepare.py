@@ -19,7 +19,7 @@ import numpy as np
 
 from dcesynth.data.geometry import Geometry
 from dcesynth.data.ingest.config import IngestConfig
-from dcesynth.data.ingest.transforms import SquareResize, normaliser, select_slices
+from dcesynth.data.ingest.transforms import SquareResize, normalise, select_slices
 from dcesynth.data.readers import dicom, nifti
 from dcesynth.data.readers.boxes import box_in_stored_indices
 from dcesynth.data.readers.common import CaseError, RawCase
@@ -145,11 +145,12 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
     mask = raw.mask
     if mask is not None and mask.shape != geom.shape:
         raise CaseError(spec.key, f"mask of shape {mask.shape} for an image of {geom.shape}")
-    norm = normaliser(cfg.normalisation)
     vols = np.empty((len(keep), *geom.shape), np.uint8)
+    windows = []  # each phase's [lo, hi]: how its uint8 maps back (kinetics compare phases)
     for i, p in enumerate(keep):  # one float volume at a time: 512² × 160 floats are 168 MB
         try:
-            vols[i] = norm(
+            vols[i], window = normalise(
+                cfg.normalisation,
                 raw.phases[p],
                 percentiles=cfg.percentiles,
                 zscore_clip=cfg.zscore_clip,
@@ -157,6 +158,7 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
             )
         except ValueError as e:
             raise CaseError(spec.key, f"phase {p}: {e}") from None
+        windows.append(list(window))
         raw.phases[p] = None
     z_range = (box[0], box[1]) if box else _mask_z(mask)
     try:
@@ -207,6 +209,7 @@ def _prepare(spec: CaseSpec, cfg: IngestConfig) -> dict:
         "phases_present": list(range(n_post + 1)),
         "phases_kept": keep,
         "acquisition_s": [raw.acquisition_s[p] for p in keep],
+        "intensity_window": windows,
         **{
             k: raw.facts.get(k)
             for k in ("manufacturer", "model", "field_t", "tr_ms", "flip_deg", "agent")

@@ -34,10 +34,66 @@ def _to_uint8(
     return np.rint(out, out=out).astype(np.uint8)
 
 
+# Each normaliser is a linear window: the volume's [lo, hi] mapped onto [0, 255]. The window is
+# returned with the image and stored per phase (cases.parquet ``intensity_window``) because
+# normalising each phase on its own scale changes how phases compare: in a DCE series the
+# brightest voxel (the blood pool) darkens from phase to phase, so per-phase min-max lifts late
+# phases and turns a wash-out curve into a plateau (trust's kinetics undo it with the window).
+Window = tuple[float, float]
+
+
+def _minmax_window(v: np.ndarray, **_: object) -> tuple[float, float, bool]:
+    return float(v.min()), float(v.max()), False  # the extremes: nothing to clip
+
+
+def _percentile_window(
+    v: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5), **_: object
+) -> tuple[float, float, bool]:
+    lo, hi = np.percentile(v, percentiles)
+    return float(lo), float(hi), True
+
+
+def _zscore_window(
+    v: np.ndarray, zscore_clip: float = 3.0, **_: object
+) -> tuple[float, float, bool]:
+    mu, sd = float(v.mean()), float(v.std())
+    return mu - zscore_clip * sd, mu + zscore_clip * sd, True
+
+
+_WINDOWS: dict[str, Callable[..., tuple[float, float, bool]]] = {
+    "minmax": _minmax_window,  # the study's choice: the whole volume's min → 0, max → 255
+    "percentile": _percentile_window,  # clip to percentiles first (robust to hot voxels)
+    "zscore": _zscore_window,  # mean ± zscore_clip sd
+}
+
+
+def normalise(
+    name: str, v: np.ndarray, consume: bool = False, **kw: object
+) -> tuple[np.ndarray, Window]:
+    """``v`` normalised to uint8 by normaliser ``name``, and the window [lo, hi] it mapped onto
+    [0, 255] (so ``lo + u8 · (hi − lo) / 255`` restores the intensity to within half a step).
+
+    Args:
+        name: ``minmax``, ``percentile`` or ``zscore``.
+        v: the volume.
+        consume: ``v`` may be overwritten (see :func:`_to_uint8`).
+        kw: ``percentiles`` or ``zscore_clip``.
+    """
+    if name not in _WINDOWS:
+        raise ValueError(f"unknown normalisation {name!r}; valid: {sorted(_WINDOWS)}")
+    lo, hi, clip = _WINDOWS[name](v, **kw)
+    return _to_uint8(v, lo, hi, clip=clip, consume=consume), (lo, hi)
+
+
+def unnormalise(u8: np.ndarray, window: Window | np.ndarray) -> np.ndarray:
+    """float64 intensities of uint8 images normalised with ``window`` (lo, hi)."""
+    lo, hi = (float(x) for x in window)
+    return lo + np.asarray(u8, np.float64) * ((hi - lo) / 255.0)
+
+
 def minmax(v: np.ndarray, consume: bool = False, **_: object) -> np.ndarray:
-    """The study's choice: the whole volume's min → 0, max → 255. ``consume``: ``v`` may be
-    overwritten (see :func:`_to_uint8`)."""
-    return _to_uint8(v, float(v.min()), float(v.max()), clip=False, consume=consume)
+    """The study's choice: the whole volume's min → 0, max → 255."""
+    return normalise("minmax", v, consume=consume)[0]
 
 
 def percentile(
@@ -47,16 +103,14 @@ def percentile(
     **_: object,
 ) -> np.ndarray:
     """Clip to the volume's percentiles, then min-max (robust to a few hot voxels)."""
-    lo, hi = np.percentile(v, percentiles)
-    return _to_uint8(v, float(lo), float(hi), consume=consume)
+    return normalise("percentile", v, consume=consume, percentiles=percentiles)[0]
 
 
 def zscore(
     v: np.ndarray, zscore_clip: float = 3.0, consume: bool = False, **_: object
 ) -> np.ndarray:
     """(v − mean)/sd clipped to ±``zscore_clip`` sd, mapped to [0, 255]."""
-    mu, sd = float(v.mean()), float(v.std())
-    return _to_uint8(v, mu - zscore_clip * sd, mu + zscore_clip * sd, consume=consume)
+    return normalise("zscore", v, consume=consume, zscore_clip=zscore_clip)[0]
 
 
 NORMALISERS: dict[str, Callable[..., np.ndarray]] = {
