@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dcesynth.cluster import error_line, init_ray
@@ -19,6 +20,7 @@ from dcesynth.progress import progress_bar
 from dcesynth.segmentation.backend import nnunet_dirs
 from dcesynth.segmentation.config import SegmentConfig
 from dcesynth.segmentation.results import score_prediction, table3, write_results
+from dcesynth.segmentation.status import study_status
 from dcesynth.segmentation.study import (
     StudyResult,
     fold_task,
@@ -138,16 +140,34 @@ def submit(cfg: SegmentConfig, study: dict, cases: list, fault: dict | None) -> 
     return tasks
 
 
-def follow(tasks: dict, progress: bool | None) -> tuple[dict, dict]:
+def follow(
+    tasks: dict,
+    progress: bool | None,
+    heartbeat: Callable[[], str] | None = None,
+    every_s: float = 300.0,
+) -> tuple[dict, dict]:
     """Wait for every task, logging one line as each ends. Returns (results, failures) keyed
-    by label."""
+    by label.
+
+    Args:
+        tasks: Ray refs → (kind, label).
+        progress: a bar (default: in a terminal).
+        heartbeat: what is running, logged every ``every_s`` while no task ends: a fold at
+            the preset's budget runs for many minutes, and a log with nothing in it for an
+            hour cannot be told from a hung one.
+        every_s: the heartbeat's period.
+    """
     import ray
 
     pending, results, failures = list(tasks), {}, {}
     t0 = time.perf_counter()
     with progress_bar(len(pending), "segmentation study", progress) as advance:
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=every_s)
+            if not ready:
+                if heartbeat is not None and (now := heartbeat()):
+                    log.info("segment: running %s (%.0f s)", now, time.perf_counter() - t0)
+                continue
             ref = ready[0]
             kind, label = tasks[ref]
             try:
@@ -217,7 +237,9 @@ def _run_study(
         folder,
     )
     tasks = submit(cfg, study, cases, fault)
-    results, failures = follow(tasks, progress)
+    results, failures = follow(
+        tasks, progress, heartbeat=lambda: "; ".join(study_status(folder)["running"])
+    )
     per_case = {}
     for name, domain in cfg.predictions():
         if f"{name}_{domain}" in results:
