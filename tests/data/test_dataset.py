@@ -113,3 +113,16 @@ def test_uint8_pipeline_with_collate_equals_float_pipeline(dataset: Path) -> Non
         assert torch.equal(x["rotated"], y["rotated"])  # same seeded rotations
     raw = next(iter(b.iter_batches(batch_size=4, batch_format="numpy")))
     assert raw["pre"].dtype == np.uint8  # what crosses the object store
+
+
+def test_read_slices_tumour_only_reads_exactly_the_tumour_slices(dataset: Path) -> None:
+    """The Parquet filter keeps the flagged slices and nothing else, in the same order."""
+    from dcesynth.data.dataset import read_slices
+
+    full, table = read_slices(dataset, "train")
+    flagged = np.asarray(table.column("tumour").to_pylist(), bool)
+    assert 0 < flagged.sum() < len(flagged)  # the fixture has both kinds
+    only, t2 = read_slices(dataset, "train", tumour_only=True)
+    assert t2.num_rows == flagged.sum()
+    np.testing.assert_array_equal(only["pre"], full["pre"][flagged])
+    np.testing.assert_array_equal(only["slice_index"], full["slice_index"][flagged])

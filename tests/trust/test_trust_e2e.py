@@ -44,7 +44,9 @@ def run(joint_dataset: Path, tmp_path_factory, tiny_training: dict) -> Path:
     return train(cfg).run_dir
 
 
-def test_trust_cli_writes_every_dimension(run: Path, phantom_source: Path) -> None:
+def test_trust_cli_writes_every_dimension(
+    run: Path, phantom_source: Path, joint_dataset: Path
+) -> None:
     out = CliRunner().invoke(
         app,
         [
@@ -78,6 +80,11 @@ def test_trust_cli_writes_every_dimension(run: Path, phantom_source: Path) -> No
         "wash_in_per_min",
         "ser",
     }
+    # kinetics see every tumour slice of the test split, not the random 48-slice subset
+    tum = read_pairs(joint_dataset, "test", tumour_only=True)
+    assert rec["kinetics_slices"] == len(tum) > 0
+    with_lesion = {c for c, m in zip(tum.case_id, tum.mask, strict=True) if m.any()}
+    assert kin["lesions"] == len(with_lesion)
     acq = rec["kinetics_acquisition_scale"]  # each phase's normalisation window undone
     assert acq["lesions"] == kin["lesions"] and acq["truth_cases"] == kin["truth_cases"]
     # the real images carry the true curve type per voxel once phases share one scale (the

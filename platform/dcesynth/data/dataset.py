@@ -205,11 +205,16 @@ def read_split(
 
 
 def read_slices(
-    dataset: Path, split: str, limit: int | None = None, seed: int | None = None
+    dataset: Path,
+    split: str,
+    limit: int | None = None,
+    seed: int | None = None,
+    tumour_only: bool = False,
 ) -> tuple[dict[str, np.ndarray], object]:
     """A split's slices without Ray (pyarrow): small reads on the driver, where starting a Ray
     Data pipeline would cost seconds. ``limit`` keeps the first slices in file order, or with a
-    ``seed`` a seeded subset kept in file order.
+    ``seed`` a seeded subset kept in file order; ``tumour_only`` reads only the slices flagged
+    as holding tumour (a Parquet filter: the others are never decoded).
 
     Returns:
         The decoded arrays (uint8 ``pre`` (N, S, S), ``post`` (N, P, S, S) of the stored
@@ -226,10 +231,12 @@ def read_slices(
         raise ValueError(
             f"{dataset}: no split {split!r}; it has {sorted(manifest['counts']['slices'])}"
         )
-    table = pq.read_table(folder)
+    table = pq.read_table(folder, filters=[("tumour", "==", True)] if tumour_only else None)
     n = table.num_rows
     if n == 0:
-        raise ValueError(f"{dataset}: split {split!r} has no slices")
+        raise ValueError(
+            f"{dataset}: split {split!r} has no {'tumour ' if tumour_only else ''}slices"
+        )
     if limit is not None and n > limit:
         if seed is None:
             table = table.slice(0, limit)

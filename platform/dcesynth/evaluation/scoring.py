@@ -116,18 +116,24 @@ class Pairs:
         )
 
 
-def read_pairs(dataset: Path, split: str, limit: int | None = None, seed: int = 0) -> Pairs:
+def read_pairs(
+    dataset: Path,
+    split: str,
+    limit: int | None = None,
+    seed: int = 0,
+    tumour_only: bool = False,
+) -> Pairs:
     """A split's slices from the prepared dataset (no Ray needed), at most ``limit`` of them.
 
     The subset is seeded and kept in (case, slice) order, so every checkpoint sees the same
-    pairs.
+    pairs. ``tumour_only``: only the slices flagged as holding tumour.
 
     Raises:
         ValueError: naming the split and the splits the dataset has.
     """
     from dcesynth.data.dataset import load_manifest, read_slices
 
-    b, table = read_slices(dataset, split, limit, seed)
+    b, table = read_slices(dataset, split, limit, seed, tumour_only)
     stored = list(load_manifest(dataset)["phases"][1:])
     return Pairs(
         b["pre"].copy(),

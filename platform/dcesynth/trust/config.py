@@ -16,7 +16,11 @@ STRATA = ("manufacturer", "field_t", "agent", "density", "curve_type", "lesion_s
 class TrustConfig(StrictModel):
     checkpoint: str = Field("best", description="best (dcectl select's), last or an epoch")
     split: str = Field("test", description="the held-out split")
-    pairs: int = Field(5000, ge=2, description="at most this many slices (seeded subset)")
+    pairs: int = Field(
+        5000,
+        ge=2,
+        description="at most this many slices (seeded subset); kinetics read every tumour slice",
+    )
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights_dir: Path | None = None

@@ -75,15 +75,23 @@ def trust(run_dir: Path, cfg: TrustConfig, progress: bool | None = None) -> Trus
         rec["uncertainty"] = unc
         advance()
         if len(phases) >= 2:
+            # kinetics are per lesion: every tumour slice of the split, not the random subset
+            # above (which covers some lesions partly and others not at all)
+            kp = read_pairs(ds, cfg.split, tumour_only=True)
+            kreal, ksyn = (
+                kp.post[:, run.phase_index(kp.phases)],
+                _synthetic(run, ckpt, kp.pre, device),
+            )
+            rec["kinetics_slices"] = len(kp)
             times = B.case_times(ds, phases)
-            lesions = B.lesion_biomarkers(pairs, real, syn, times, cfg.min_enhancement)
+            lesions = B.lesion_biomarkers(kp, kreal, ksyn, times, cfg.min_enhancement)
             truth = B.truth_lesions(cfg.truth, cfg.salt, phases) if cfg.truth else None
             rec["kinetics"] = B.agreement(lesions, truth)
             # again with each phase's normalisation undone: per-phase min-max rescales
             # every phase by its own brightest voxel, which bends the curves themselves
             if windows := B.case_windows(ds, phases):
                 acq = B.lesion_biomarkers(
-                    pairs, real, syn, times, cfg.min_enhancement, windows=windows
+                    kp, kreal, ksyn, times, cfg.min_enhancement, windows=windows
                 )
                 rec["kinetics_acquisition_scale"] = B.agreement(acq, truth)
         else:
@@ -99,7 +107,7 @@ def trust(run_dir: Path, cfg: TrustConfig, progress: bool | None = None) -> Trus
         FIG.fairness_figure(rec["fairness"], folder / "fairness.png")
     FIG.uncertainty_figure(pairs, real, mean, spread, unc, folder / "uncertainty.png")
     if lesions:
-        FIG.curve_type_figure(pairs, lesions, folder / "curve_types.png")
+        FIG.curve_type_figure(kp, lesions, folder / "curve_types.png")
     atomic_write_text(folder / "trust.json", json.dumps(rec, indent=1, default=_plain))
     text = markdown(rec, folder)
     atomic_write_text(folder / "trust.md", text)
@@ -213,7 +221,8 @@ def markdown(rec: dict, folder: Path) -> str:
         lines.append(k["skipped"])
     else:
         lines += [
-            f"{k['lesions']} lesions; curve type synthetic = real in "
+            f"{k['lesions']} lesions (every tumour slice of the split: "
+            f"{rec.get('kinetics_slices', '?')}); curve type synthetic = real in "
             f"{_f(100 * k['type_agreement'], 0)} %.\n",
             "| biomarker | bias (synthetic − real) | limits of agreement | ICC(2,1) |",
             "|---|---|---|---|",
