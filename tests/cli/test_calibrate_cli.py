@@ -22,6 +22,14 @@ def test_calibrate_refuses_a_bad_candidate(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_calibrate_refuses_a_bad_epoch_budget(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["calibrate", str(PRESET), "--epochs", "0", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2 and "--epochs: must be ≥ 1, got 0" in res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_calibrate_needs_nifti(tmp_path: Path) -> None:
     data = yaml.safe_load(PRESET.read_text())
     data["phantom"]["formats"] = ["dicom"]

@@ -32,6 +32,13 @@ def calibrate(
     cases: Annotated[
         int | None, typer.Option(help="Cohort size (default: the preset's); more test cases.")
     ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="nnU-Net epochs per fold (default: the preset's). Another budget is reported "
+            "as such and never merged with the preset's rows."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("calibration_out"),
     address: Annotated[str | None, typer.Option(help="Ray cluster (e.g. auto).")] = None,
 ) -> None:
@@ -53,14 +60,24 @@ def calibrate(
         values = list(pd) if pd else [cfg["phantom"].tumour_pd]
         if bad := [v for v in values if not 0 < v <= 3]:
             raise ValueError(f"--pd: tumour_pd must lie in (0, 3], got {bad}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"--epochs: must be ≥ 1, got {epochs}")
         if "nifti" not in cfg["phantom"].formats:
             raise ValueError(f"{preset}: phantom.formats must include nifti (CNR reads it)")
         root = out.resolve()
         init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
         seg = cfg["segmentation"]
+        preset_epochs = seg.epochs
+        if epochs is not None:
+            seg = seg.model_copy(update={"epochs": epochs})
         budget = (
             f"{seg.configuration}, {seg.folds} folds × {seg.epochs} epochs × "
-            f"{seg.iterations_per_epoch} iterations (the preset's)"
+            f"{seg.iterations_per_epoch} iterations"
+            + (
+                " (the preset's)"
+                if seg.epochs == preset_epochs
+                else f" ({seg.epochs / preset_epochs:g}× the preset's {preset_epochs} epochs)"
+            )
         )
         results = []
         for v in values:
