@@ -124,6 +124,54 @@ def test_the_batch_cap_is_part_of_a_plan_fingerprint(tmp_path) -> None:
     assert a.fingerprint() != b.fingerprint()
 
 
+@pytest.mark.parametrize(
+    ("planned", "base", "expect"),
+    [
+        ([32, 64, 128, 256, 512], 16, [16, 32, 64, 128, 256]),
+        ([32, 64, 128, 256, 320, 320], 16, [16, 32, 64, 128, 160, 160]),  # 3d: capped at 320
+        ([32, 64, 128], 32, [32, 64, 128]),
+    ],
+)
+def test_scale_unet_width_scales_every_stage(tmp_path, planned, base, expect) -> None:
+    from dcesynth.segmentation.backend import PLANS, SetSpec, scale_unet_width
+    from dcesynth.segmentation.config import SegmentConfig
+
+    spec = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig())
+    folder = spec.folder("preprocessed")
+    folder.mkdir(parents=True)
+    arch = {"features_per_stage": planned, "n_stages": len(planned)}
+    plans = {"configurations": {"2d": {"batch_size": 8, "architecture": {"arch_kwargs": arch}}}}
+    (folder / f"{PLANS}.json").write_text(json.dumps(plans))
+    assert scale_unet_width(spec, "2d", base) == expect
+    got = json.loads((folder / f"{PLANS}.json").read_text())["configurations"]["2d"]
+    assert got["architecture"]["arch_kwargs"] == {
+        "features_per_stage": expect,
+        "n_stages": len(planned),
+    }
+    assert got["batch_size"] == 8
+    with pytest.raises(ValueError, match="3d_fullres"):
+        scale_unet_width(spec, "3d_fullres", base)
+
+
+def test_the_unet_width_is_part_of_a_plan_fingerprint(tmp_path) -> None:
+    from dcesynth.segmentation.backend import SetSpec
+    from dcesynth.segmentation.config import SegmentConfig
+
+    a = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig())
+    b = SetSpec("A", 501, str(tmp_path), {}, [], SegmentConfig(unet_base_features=16))
+    assert a.fingerprint() != b.fingerprint()
+
+
+@pytest.mark.parametrize("bad", [0, 3, 65])
+def test_unet_base_features_out_of_range_is_refused(bad: int) -> None:
+    from pydantic import ValidationError
+
+    from dcesynth.segmentation.config import SegmentConfig
+
+    with pytest.raises(ValidationError, match="unet_base_features"):
+        SegmentConfig(unet_base_features=bad)
+
+
 @pytest.mark.parametrize(("share", "expect"), [(None, 0.33), (0.9, 0.9)])
 def test_trainer_gets_the_budget_settings(monkeypatch, tmp_path, share, expect) -> None:
     """Epochs, iterations and foreground oversampling are set on the plain trainer instance

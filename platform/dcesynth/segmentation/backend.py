@@ -67,6 +67,7 @@ class SetSpec:
             "cases": sorted(self.cases),
             "splits": self.splits,
             "max_batch_size": self.cfg.max_batch_size,  # written into the plans
+            "unet_base_features": self.cfg.unet_base_features,  # so is this
         }
 
 
@@ -159,6 +160,28 @@ def cap_batch_size(spec: SetSpec, configuration: str, cap: int) -> None:
         atomic_write_text(path, json.dumps(plans, indent=1))
 
 
+def scale_unet_width(spec: SetSpec, configuration: str, base: int) -> list[int]:
+    """Scale every stage of ``configuration``'s planned U-Net so the first has ``base``
+    features (the planner: 32, doubling to a cap); returns the new features per stage.
+
+    Halving the width makes an iteration ~3× cheaper on a CPU (measured: 0.55 against 1.9 s for
+    a batch of 8 at 160 × 80), so a fixed CPU budget buys ~3× the iterations; nnU-Net's
+    architecture otherwise stays the planner's. Written into the plans, as nnU-Net expects.
+    """
+    path = spec.folder("preprocessed") / f"{PLANS}.json"
+    plans = json.loads(path.read_text())
+    conf = plans["configurations"].get(configuration)
+    if conf is None:
+        raise ValueError(
+            f"{path}: no configuration {configuration!r}; has {sorted(plans['configurations'])}"
+        )
+    arch = conf["architecture"]["arch_kwargs"]
+    planned = list(arch["features_per_stage"])
+    arch["features_per_stage"] = [max(1, round(f * base / planned[0])) for f in planned]
+    atomic_write_text(path, json.dumps(plans, indent=1))
+    return arch["features_per_stage"]
+
+
 class NnUNetBackend:
     """nnU-Net v2: default planner and preprocessor, plain ``nnUNetTrainer``, fold ensemble."""
 
@@ -184,6 +207,8 @@ class NnUNetBackend:
             plan_experiment_dataset(spec.dataset_id)
             if cfg.max_batch_size is not None:
                 cap_batch_size(spec, cfg.configuration, cfg.max_batch_size)
+            if cfg.unet_base_features is not None:
+                scale_unet_width(spec, cfg.configuration, cfg.unet_base_features)
             preprocess_dataset(
                 spec.dataset_id,
                 PLANS,
@@ -197,6 +222,7 @@ class NnUNetBackend:
             "patch_size": conf["patch_size"],
             "batch_size": conf["batch_size"],
             "spacing": conf["spacing"],
+            "features_per_stage": conf["architecture"]["arch_kwargs"]["features_per_stage"],
         }
 
     def _trainer(self, spec: SetSpec, fold: int, device: str, resume: bool):
