@@ -94,10 +94,11 @@ class PhantomConfig(StrictModel):
         (1612.0, 216.0), description="invasive cancer T1 at 3 T, mean and sd (Meng et al. 2020)"
     )
     tumour_pd: float = Field(
-        1.0,
+        1.3,
         gt=0.0,
         le=3.0,
-        description="tumour proton density over FGT's (fat-suppressed); conspicuity, calibrated",
+        description="tumour proton density over FGT's (fat-suppressed); conspicuity, calibrated "
+        "by `dcectl calibrate` against the study's real-data Dice ratios (docs/phantom.md)",
     )
     tumour_pd_sd: float = Field(0.05, ge=0.0, le=1.0, description="per-lesion spread of tumour_pd")
     lesion_heterogeneity: float = Field(

@@ -17,7 +17,7 @@ answer away:
 * (shape, curve type, size) → necrotic core: round wash-out cancers most often;
 * kind → relaxation: cancers are fat-free with T1 from Meng et al. 2020 (3 T) scaled to 1.5 T
   by the FGT ratio of Rakow-Penner et al. 2006; their proton density over FGT's is the
-  phantom's conspicuity parameter (``tumour_pd``), set by ``dcectl phantom calibrate``.
+  phantom's conspicuity parameter (``tumour_pd``), set by ``dcectl calibrate``.
 """
 
 from __future__ import annotations
