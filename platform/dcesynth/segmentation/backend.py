@@ -142,12 +142,9 @@ def write_splits(spec: SetSpec) -> Path:
     return path
 
 
-def cap_batch_size(spec: SetSpec, configuration: str, cap: int) -> None:
-    """Lower the planned batch size of ``configuration`` to ``cap`` in nnU-Net's plans file.
-
-    Editing the plans is how nnU-Net expects its plans to be changed; the trainer reads the
-    batch size from them. Preprocessing does not depend on it.
-    """
+def _plans(spec: SetSpec, configuration: str) -> tuple[Path, dict, dict]:
+    """The set's nnU-Net plans file, its contents and ``configuration``'s entry (edited in place
+    by the caller, which writes ``plans`` back)."""
     path = spec.folder("preprocessed") / f"{PLANS}.json"
     plans = json.loads(path.read_text())
     conf = plans["configurations"].get(configuration)
@@ -155,6 +152,16 @@ def cap_batch_size(spec: SetSpec, configuration: str, cap: int) -> None:
         raise ValueError(
             f"{path}: no configuration {configuration!r}; has {sorted(plans['configurations'])}"
         )
+    return path, plans, conf
+
+
+def cap_batch_size(spec: SetSpec, configuration: str, cap: int) -> None:
+    """Lower the planned batch size of ``configuration`` to ``cap`` in nnU-Net's plans file.
+
+    Editing the plans is how nnU-Net expects its plans to be changed; the trainer reads the
+    batch size from them. Preprocessing does not depend on it.
+    """
+    path, plans, conf = _plans(spec, configuration)
     if conf["batch_size"] > cap:
         conf["batch_size"] = cap
         atomic_write_text(path, json.dumps(plans, indent=1))
@@ -168,13 +175,7 @@ def scale_unet_width(spec: SetSpec, configuration: str, base: int) -> list[int]:
     a batch of 8 at 160 × 80), so a fixed CPU budget buys ~3× the iterations; nnU-Net's
     architecture otherwise stays the planner's. Written into the plans, as nnU-Net expects.
     """
-    path = spec.folder("preprocessed") / f"{PLANS}.json"
-    plans = json.loads(path.read_text())
-    conf = plans["configurations"].get(configuration)
-    if conf is None:
-        raise ValueError(
-            f"{path}: no configuration {configuration!r}; has {sorted(plans['configurations'])}"
-        )
+    path, plans, conf = _plans(spec, configuration)
     arch = conf["architecture"]["arch_kwargs"]
     planned = list(arch["features_per_stage"])
     arch["features_per_stage"] = [max(1, round(f * base / planned[0])) for f in planned]
