@@ -284,7 +284,9 @@ def test_stopping_the_ui_ends_its_server_and_the_servers_helpers(tmp_path: Path,
         time.sleep(0.2)
     server, helper = (int(p) for p in pids.read_text().split())
     proc.send_signal(getattr(signal, sig))
-    assert proc.wait(timeout=30) == 0
+    # up to the 10 s grace before SIGKILL, plus an interpreter's exit on a machine the rest of
+    # the suite loads (30 s was exceeded twice in full-suite runs, never alone)
+    assert proc.wait(timeout=60) == 0
 
     def alive(pid: int) -> bool:
         try:

@@ -89,16 +89,20 @@ def serve(cmd: list[str], grace_s: float = 10.0) -> int:
     import signal
     import subprocess
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
-
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # the handler and the try come first: a signal arriving just after the server has started
+    # (a loaded machine may run the server's start-up before this process's next line) must
+    # still end the server's group, not escape and leave the server running
     previous = signal.signal(signal.SIGTERM, interrupted)
+    proc = None
     try:
+        proc = subprocess.Popen(cmd, start_new_session=True)
         return proc.wait()
     except KeyboardInterrupt:
-        _end_group(proc, grace_s)
+        if proc is not None:
+            _end_group(proc, grace_s)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
