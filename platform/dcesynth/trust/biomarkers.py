@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dcesynth.evaluation.kinetics import case_windows  # noqa: F401  (trust.run uses B.case_windows)
 from dcesynth.trust import kinetic as K
 from dcesynth.trust.measures import spearman
 
@@ -68,10 +67,10 @@ def lesion_biomarkers(
         real, synthetic: (N, P, S, S) post phases on [0, 255].
         times: :func:`case_times`.
         min_enhancement: relative peak enhancement below which a voxel has no curve type.
-        windows: :func:`case_windows`; given, each phase's normalisation is undone first (the
-            synthetic phase with its real phase's window: the generator only ever saw
-            normalised images), so phases compare on the acquisition's scale; cases without
-            a window are left out.
+        windows: :func:`dcesynth.evaluation.kinetics.case_windows`; given, each phase's
+            normalisation is undone first (the synthetic phase with its real phase's window:
+            the generator only ever saw normalised images), so phases compare on the
+            acquisition's scale; cases without a window are left out.
     """
     from dcesynth.data.ingest.transforms import unnormalise
 

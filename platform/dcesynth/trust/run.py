@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
+from dcesynth.evaluation.kinetics import case_windows
 from dcesynth.evaluation.scoring import box_description
 from dcesynth.progress import progress_bar
 from dcesynth.trust import biomarkers as B
@@ -89,7 +90,7 @@ def trust(run_dir: Path, cfg: TrustConfig, progress: bool | None = None) -> Trus
             rec["kinetics"] = B.agreement(lesions, truth)
             # again with each phase's normalisation undone: per-phase min-max rescales
             # every phase by its own brightest voxel, which bends the curves themselves
-            if windows := B.case_windows(ds, phases):
+            if windows := case_windows(ds, phases):
                 acq = B.lesion_biomarkers(
                     kp, kreal, ksyn, times, cfg.min_enhancement, windows=windows
                 )
