@@ -16,6 +16,7 @@ from dcesynth.data.phantom import PhantomConfig
 from dcesynth.data.phantom.anatomy import lesion_label
 from dcesynth.data.phantom.case import generate_case
 from dcesynth.data.phantom.kinetics import classify_curve
+from dcesynth.evaluation.kinetics import truth_index_lesions
 from dcesynth.trust import biomarkers as B
 from dcesynth.trust import kinetic as K
 from dcesynth.trust import measures as M
@@ -213,6 +214,6 @@ def test_truth_type_is_classified_at_the_generated_phases(tmp_path: Path) -> Non
     }
     (tmp_path / "P1.json").write_text(json.dumps(rec))
     cid = pseudonym("P1", "s")
-    assert B.truth_lesions(tmp_path, "s", [1, 2, 3, 4])[cid]["curve_type"] == "II"
-    assert B.truth_lesions(tmp_path, "s", [1, 2, 3])[cid]["curve_type"] == "I"
-    assert B.truth_lesions(tmp_path, "s", [1, 2, 3])[cid]["ktrans"] == 0.2
+    assert truth_index_lesions(tmp_path, "s", [1, 2, 3, 4])[cid]["curve_type"] == "II"
+    assert truth_index_lesions(tmp_path, "s", [1, 2, 3])[cid]["curve_type"] == "I"
+    assert truth_index_lesions(tmp_path, "s", [1, 2, 3])[cid]["ktrans"] == 0.2

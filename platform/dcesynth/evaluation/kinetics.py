@@ -116,33 +116,50 @@ def curve_types(curves: dict[str, dict]) -> dict[str, dict[str, str]]:
     return out
 
 
-def truth_types(
-    truth_dir: Path, salt: str, case_ids: list[str], phases: list[int]
-) -> dict[str, str]:
-    """Phantom truth: the index lesion's Kuhl type at ``phases``, by pseudonymous case id.
+def truth_index_lesions(truth_dir: Path, salt: str, phases: list[int]) -> dict[str, dict]:
+    """Phantom truth: per pseudonymous case id, the index lesion's Kuhl type at ``phases``,
+    Ktrans and kep.
+
+    The type is classified from the lesion's noise-free signal at the phases a run
+    generates, not read from the lesion's drawn type: that one is over all the phantom's
+    phases, and a plateau over four phases can be persistent over the first three.
 
     Args:
         truth_dir: the phantom's ``ground_truth/`` folder.
         salt: the pseudonym salt ingest used.
-        case_ids: pseudonymous ids to look up.
         phases: the post phases of the curve.
     """
     from dcesynth.data.ingest.transforms import pseudonym
     from dcesynth.data.phantom.kinetics import classify_curve
 
-    if len(phases) < 2:
-        return {}  # one post phase has no curve shape to classify
-    want = set(case_ids)
     out = {}
     for f in sorted(Path(truth_dir).glob("*.json")):
         rec = json.loads(f.read_text())
-        cid = pseudonym(rec["case_id"], salt)
-        if cid not in want or rec.get("index_lesion") is None:
+        if rec.get("index_lesion") is None:
             continue
         les = next(x for x in rec["lesions"] if x["index"] == rec["index_lesion"])
-        s = np.asarray(les["signal_noise_free"])
-        out[cid] = classify_curve(s[list(phases)] - s[0])
+        sig = np.asarray(les["signal_noise_free"], np.float64)
+        out[pseudonym(rec["case_id"], salt)] = {
+            "curve_type": classify_curve(sig[list(phases)] - sig[0]),
+            "ktrans": les["ktrans"],
+            "kep": les["kep"],
+        }
     return out
+
+
+def truth_types(
+    truth_dir: Path, salt: str, case_ids: list[str], phases: list[int]
+) -> dict[str, str]:
+    """Phantom truth: the index lesion's Kuhl type at ``phases`` for ``case_ids``
+    (:func:`truth_index_lesions`); empty for one post phase, which has no curve shape."""
+    if len(phases) < 2:
+        return {}
+    want = set(case_ids)
+    return {
+        c: t["curve_type"]
+        for c, t in truth_index_lesions(truth_dir, salt, phases).items()
+        if c in want
+    }
 
 
 def summary(

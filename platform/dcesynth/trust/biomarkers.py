@@ -3,7 +3,6 @@ lesion, and (on the phantom) agreement with the truth (see :mod:`dcesynth.trust.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +22,6 @@ def case_times(ds: Path, phases: list[int]) -> dict[str, list[float]]:
         kept = list(r["phases_kept"])
         if all(p in kept for p in phases) and r.get("acquisition_s"):
             out[r["case_id"]] = [float(r["acquisition_s"][kept.index(p)]) for p in (0, *phases)]
-    return out
-
-
-def truth_lesions(truth: Path, salt: str, phases: list[int]) -> dict[str, dict]:
-    """case → the index lesion's true curve type at ``phases``, Ktrans and kep (phantom truth).
-
-    The type is classified from the lesion's noise-free signal at the phases the run
-    generates, not read from the lesion's drawn type: that one is over all the phantom's
-    phases, and a plateau over four phases can be persistent over the first three.
-    """
-    from dcesynth.data.ingest.transforms import pseudonym
-    from dcesynth.data.phantom.kinetics import classify_curve
-
-    out = {}
-    for f in sorted(Path(truth).glob("*.json")):
-        rec = json.loads(f.read_text())
-        if rec.get("index_lesion") is None:
-            continue
-        les = next(x for x in rec["lesions"] if x["index"] == rec["index_lesion"])
-        sig = np.asarray(les["signal_noise_free"], np.float64)
-        out[pseudonym(rec["case_id"], salt)] = {
-            "curve_type": classify_curve(sig[list(phases)] - sig[0]),
-            "ktrans": les["ktrans"],
-            "kep": les["kep"],
-        }
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
-from dcesynth.evaluation.kinetics import case_windows
+from dcesynth.evaluation.kinetics import case_windows, truth_index_lesions
 from dcesynth.evaluation.scoring import box_description
 from dcesynth.progress import progress_bar
 from dcesynth.trust import biomarkers as B
@@ -86,7 +86,7 @@ def trust(run_dir: Path, cfg: TrustConfig, progress: bool | None = None) -> Trus
             rec["kinetics_slices"] = len(kp)
             times = B.case_times(ds, phases)
             lesions = B.lesion_biomarkers(kp, kreal, ksyn, times, cfg.min_enhancement)
-            truth = B.truth_lesions(cfg.truth, cfg.salt, phases) if cfg.truth else None
+            truth = truth_index_lesions(cfg.truth, cfg.salt, phases) if cfg.truth else None
             rec["kinetics"] = B.agreement(lesions, truth)
             # again with each phase's normalisation undone: per-phase min-max rescales
             # every phase by its own brightest voxel, which bends the curves themselves
