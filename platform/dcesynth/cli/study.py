@@ -166,7 +166,7 @@ def study(
     tracking_uri: TrackingUri = None,
     no_tracking: NoTracking = False,
 ) -> None:
-    """The study's Tables 1–4 and Figures 7/8 on a phantom cohort, in one report (≤ 1 h here)."""
+    """The study's Tables 1–4 and Figures 7/8 on a phantom cohort in one report (2 cores: ~3 h)."""
     import os
     import time
 
