@@ -159,6 +159,12 @@ def test_evaluate_writes_tables_figures_and_kinetics(
     for c in kin["curves"].values():
         assert np.asarray(c["real"]).shape == (len(PHASES) + 1, 2)
         assert c["real"][0] == c["synthetic"][0]  # both curves start from the real pre image
+    # the lesion's own contrast, per generated phase, against the real image's (lesion.py)
+    lesion = json.loads((ev.report / "evaluation.json").read_text())["lesion_contrast"]
+    assert sorted(int(p) for p in lesion) == list(PHASES)
+    for d in lesion.values():
+        if d["slices"]:
+            assert d["real"] >= d["min_contrast"] and d["synthetic_kept"] is not None
     report = (ev.report / "report.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "kinetics_cohort.png" in report
     assert "Not computed" in report

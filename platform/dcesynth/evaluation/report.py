@@ -25,6 +25,7 @@ from dcesynth.config import atomic_write_text
 from dcesynth.evaluation import kinetics as K
 from dcesynth.evaluation.config import EvalConfig
 from dcesynth.evaluation.frd import FRD_METRICS
+from dcesynth.evaluation.lesion import contrast_kept
 from dcesynth.evaluation.metrics import subtraction
 from dcesynth.evaluation.runs import Run, generate
 from dcesynth.evaluation.scoring import Pairs, Scorer, box_description, read_pairs
@@ -146,6 +147,11 @@ def evaluate(
     fake_u8 = np.clip(np.rint(fake), 0, 255).astype(np.uint8)  # what a saved image would hold
     region = pairs.box_region(cfg.box_min_px)
     tum = np.flatnonzero(region.reshape(len(region), -1).any(1))
+    # does the lesion itself stand out as in the real image (the box is mostly its surroundings)
+    lesion = {
+        p: contrast_kept(pairs.pre, real[:, i], fake_u8[:, i], pairs.mask)
+        for i, p in enumerate(run.cfg.phases)
+    }
     rows = []
     bar = progress_bar(len(run.cfg.phases), f"evaluate {run.path.name} on {split}", progress)
     with bar as advance:
@@ -199,16 +205,17 @@ def evaluate(
         "slices": len(pairs),
         "not_computed": cfg.left_out,
         "rows": rows,
+        "lesion_contrast": lesion,
         "kinetics": {k: v for k, v in kin.items() if k != "curves"},
         "config": cfg.model_dump(mode="json"),
     }
     atomic_write_text(report / "evaluation.json", json.dumps(record, indent=1, default=str))
     files.append(report / "evaluation.json")
-    files.append(_markdown(report, run, epoch, split, rows, metrics, kin, cfg))
+    files.append(_markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion))
     return Evaluation(report, rows, kin, files)
 
 
-def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
+def _markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion=None) -> Path:
     sel = report / "selection.json"
     parts = [
         f"# Evaluation of `{run.path.name}`\n",
@@ -228,6 +235,7 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
     parts += ["\n## Synthetic vs real (Table 2)\n", (report / "table2.md").read_text()]
     # the tumour-box rows depend on the box (SSIM most): say which one they used
     parts.append(f"\nTable 2's {box_description(cfg.box_min_px)}.")
+    parts += _lesion_lines(lesion or {})
     parts.append("\n## Montages (Figures 5/6)\n")
     parts += [f"![phase {p}](montage_phase{p}.png)\n" for p in run.cfg.phases]
     if kin.get("cases"):
@@ -264,6 +272,27 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg) -> Path:
         parts.append(_section(f.stem, f.read_text()))
     atomic_write_text(report / "report.md", "\n".join(parts) + "\n")
     return report / "report.md"
+
+
+def _lesion_lines(lesion: dict) -> list[str]:
+    rows = [(p, d) for p, d in lesion.items() if d.get("slices")]
+    if not rows:
+        return []
+    d0 = rows[0][1]
+    out = [
+        "\n## Does the lesion stand out? (lesion vs its surroundings)\n",
+        f"Lesion mean − mean of a {d0['ring_px']}-px ring around it, on the tumour slices whose "
+        f"real lesion stands out by ≥ {d0['min_contrast']:g} grey levels; *kept*: the median "
+        "of that contrast over the real image's (1: as conspicuous as the real lesion).\n",
+        "| phase | slices | real | synthetic | pre | synthetic kept | pre kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p, d in rows:
+        out.append(
+            f"| {p} | {d['slices']} | {fmt(d['real'])} | {fmt(d['synthetic'])} | {fmt(d['pre'])} "
+            f"| {fmt(d['synthetic_kept'])} | {fmt(d['pre_kept'])} |"
+        )
+    return out
 
 
 SECTIONS = "sections"
