@@ -165,7 +165,13 @@ def test_evaluate_writes_tables_figures_and_kinetics(
     for d in lesion.values():
         if d["slices"]:
             assert d["real"] >= d["min_contrast"] and d["synthetic_kept"] is not None
+    # the box metrics per case: one entry per test case with a box, a count and a p
+    by_case = json.loads((ev.report / "evaluation.json").read_text())["box_by_case"]
+    for d in by_case.values():
+        assert d["ssim"]["cases"] == kin["cases"]
+        assert 0 <= d["mae"]["synthetic_better"] <= d["mae"]["cases"]
     report = (ev.report / "report.md").read_text()
+    assert "Tumour box per case" in report
     assert "Table 1" in report and "Table 2" in report and "kinetics_cohort.png" in report
     assert "Not computed" in report
 

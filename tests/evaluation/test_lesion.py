@@ -65,3 +65,44 @@ def test_slices_whose_real_lesion_does_not_stand_out_are_left_out() -> None:
 def test_invalid_input_is_named(images, mask, ring, match) -> None:
     with pytest.raises(ValueError, match=match):
         lesion_contrasts(images, mask, ring)
+
+
+def test_box_by_case_averages_each_case_and_tests_over_cases() -> None:
+    from dcesynth.evaluation.lesion import box_by_case
+
+    rng = np.random.default_rng(0)
+    real = rng.uniform(0, 255, (6, 16, 16))
+    pre = np.clip(real + 40, 0, 255)  # the baseline is off by ~40 everywhere
+    fake = real.copy()
+    fake[4:] = np.clip(real[4:] + 80, 0, 255)  # case c: synthetic worse than the baseline
+    ids = np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
+    region = np.ones(real.shape, bool)
+    out = box_by_case(real, fake, pre, region, ids)
+    mae = out["mae"]
+    assert mae["cases"] == 3 and mae["synthetic_better"] == 2
+    # per-case means averaged over cases: a, b exact (0), c about 80 (clipped at 255)
+    per_c = np.abs(fake[4:] - real[4:]).mean()
+    assert mae["synthetic"] == pytest.approx(per_c / 3)
+    assert out["ssim"]["synthetic_better"] == 2 and out["psnr"]["synthetic_better"] == 2
+    # 3 cases, signs +, +, −: the smallest two-sided exact p with n = 3 is 0.25; here larger
+    assert 0.25 < mae["p"] <= 1.0
+
+
+def test_box_by_case_all_cases_better_gives_the_exact_minimum_p() -> None:
+    from dcesynth.evaluation.lesion import box_by_case
+
+    real = np.full((4, 12, 12), 100.0)
+    pre = real + np.array([10.0, 20.0, 30.0, 40.0])[:, None, None]  # distinct baseline errors
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    out = box_by_case(real, real.copy(), pre, np.ones(real.shape, bool), ids)
+    assert out["mae"]["synthetic_better"] == 4
+    assert out["mae"]["p"] == pytest.approx(0.125)  # 2 / 2**4, exact
+
+
+@pytest.mark.parametrize(
+    "p,text", [(None, "–"), (float("nan"), "–"), (3e-6, "< 0.0001"), (0.41712, "0.4171")]
+)
+def test_p_values_are_printed_without_a_false_zero(p, text) -> None:
+    from dcesynth.evaluation.tables import fmt_p
+
+    assert fmt_p(p) == text

@@ -25,11 +25,11 @@ from dcesynth.config import atomic_write_text
 from dcesynth.evaluation import kinetics as K
 from dcesynth.evaluation.config import EvalConfig
 from dcesynth.evaluation.frd import FRD_METRICS
-from dcesynth.evaluation.lesion import contrast_kept
+from dcesynth.evaluation.lesion import box_by_case, contrast_kept
 from dcesynth.evaluation.metrics import subtraction
 from dcesynth.evaluation.runs import Run, generate
 from dcesynth.evaluation.scoring import Pairs, Scorer, box_description, read_pairs
-from dcesynth.evaluation.tables import LABEL, fmt, montage, write_table
+from dcesynth.evaluation.tables import LABEL, fmt, fmt_p, montage, write_table
 from dcesynth.progress import progress_bar
 
 
@@ -152,6 +152,17 @@ def evaluate(
         p: contrast_kept(pairs.pre, real[:, i], fake_u8[:, i], pairs.mask)
         for i, p in enumerate(run.cfg.phases)
     }
+    # the study's unit is the patient: the box metrics per case, with a paired test
+    by_case = (
+        {
+            p: box_by_case(
+                real[tum, i], fake_u8[tum, i], pairs.pre[tum], region[tum], pairs.case_id[tum]
+            )
+            for i, p in enumerate(run.cfg.phases)
+        }
+        if len(tum)
+        else {}
+    )
     rows = []
     bar = progress_bar(len(run.cfg.phases), f"evaluate {run.path.name} on {split}", progress)
     with bar as advance:
@@ -206,16 +217,17 @@ def evaluate(
         "not_computed": cfg.left_out,
         "rows": rows,
         "lesion_contrast": lesion,
+        "box_by_case": by_case,
         "kinetics": {k: v for k, v in kin.items() if k != "curves"},
         "config": cfg.model_dump(mode="json"),
     }
     atomic_write_text(report / "evaluation.json", json.dumps(record, indent=1, default=str))
     files.append(report / "evaluation.json")
-    files.append(_markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion))
+    files.append(_markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion, by_case))
     return Evaluation(report, rows, kin, files)
 
 
-def _markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion=None) -> Path:
+def _markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion=None, by_case=None):
     sel = report / "selection.json"
     parts = [
         f"# Evaluation of `{run.path.name}`\n",
@@ -235,7 +247,7 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion=None) -
     parts += ["\n## Synthetic vs real (Table 2)\n", (report / "table2.md").read_text()]
     # the tumour-box rows depend on the box (SSIM most): say which one they used
     parts.append(f"\nTable 2's {box_description(cfg.box_min_px)}.")
-    parts += _lesion_lines(lesion or {})
+    parts += _by_case_lines(by_case or {}) + _lesion_lines(lesion or {})
     parts.append("\n## Montages (Figures 5/6)\n")
     parts += [f"![phase {p}](montage_phase{p}.png)\n" for p in run.cfg.phases]
     if kin.get("cases"):
@@ -272,6 +284,25 @@ def _markdown(report, run, epoch, split, rows, metrics, kin, cfg, lesion=None) -
         parts.append(_section(f.stem, f.read_text()))
     atomic_write_text(report / "report.md", "\n".join(parts) + "\n")
     return report / "report.md"
+
+
+def _by_case_lines(by_case: dict) -> list[str]:
+    if not by_case:
+        return []
+    out = [
+        "\n**Tumour box per case** (each case's box slices averaged; synthetic vs the baseline, "
+        "both against real post; p: two-sided paired Wilcoxon over cases):\n",
+        "| phase | metric | cases | synthetic | baseline | synthetic better | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p, d in by_case.items():
+        for m, r in d.items():
+            out.append(
+                f"| {p} | {LABEL.get(m, m)} | {r['cases']} | {fmt(r['synthetic'])} | "
+                f"{fmt(r['baseline'])} | {r['synthetic_better']} of {r['cases']} | "
+                f"{fmt_p(r['p'])} |"
+            )
+    return out
 
 
 def _lesion_lines(lesion: dict) -> list[str]:

@@ -31,6 +31,13 @@ LABEL = {
 }
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value for a table: 4 decimals, "< 0.0001" below that, "–" when not computed."""
+    if p is None or math.isnan(p):
+        return "–"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
 def fmt(v: float, std: float | None = None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
