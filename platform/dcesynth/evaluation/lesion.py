@@ -103,7 +103,7 @@ def box_by_case(
         {metric: {cases, synthetic, baseline (means over cases), synthetic_better, p}}.
     """
     from dcesynth.evaluation.metrics import paired_metrics
-    from dcesynth.segmentation.results import wilcoxon_p
+    from dcesynth.evaluation.stats import wilcoxon_p
 
     names = tuple(BOX_METRICS)
     syn = paired_metrics(real, fake, region, names=names)

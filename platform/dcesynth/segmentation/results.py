@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
+from dcesynth.evaluation.stats import wilcoxon_p
 from dcesynth.segmentation.config import SCENARIOS, STUDY_DICE, SegmentConfig
 from dcesynth.segmentation.splits import PARTS, identifier
 
@@ -42,21 +43,6 @@ def dice(tp: int, fp: int, fn: int) -> float:
     """2TP / (2TP + FP + FN); NaN when both masks are empty (undefined)."""
     den = 2 * tp + fp + fn
     return 2 * tp / den if den else math.nan
-
-
-def wilcoxon_p(x: list[float], y: list[float]) -> float | None:
-    """Two-sided paired Wilcoxon signed-rank p-value (exact for small n without ties);
-    1.0 when every pair is equal; None with fewer than 2 pairs."""
-    from scipy.stats import wilcoxon
-
-    if len(x) != len(y):
-        raise ValueError(f"paired test of {len(x)} and {len(y)} values")
-    if len(x) < 2:
-        return None
-    d = np.asarray(x, float) - np.asarray(y, float)
-    if np.allclose(d, 0):
-        return 1.0
-    return float(wilcoxon(x, y, alternative="two-sided").pvalue)
 
 
 def score_prediction(
