@@ -85,8 +85,34 @@ def test_table3_assembles_the_14_cells() -> None:
     assert by[(3, "D")]["baseline"] == "D" and by[(4, "C")]["baseline"] == "D"
     assert by[(4, "E")]["mean"] == pytest.approx(0.35)
     assert by[(3, "G")]["p_vs_baseline"] == pytest.approx(2 / 16)  # G − D = +0.1 each
+    # found = tp / (tp + fn) = each case's Dice here; predicted volume tp + fp = tp + fn
+    assert c["found_median"] == pytest.approx(0.45) and c["volume_ratio_median"] == 1.0
     md = markdown(cells, "T")
     assert md.count("\n| ") == 15 and "| 2 | B | real post | 0.450 ± 0.112 |" in md
+    assert "| 0.1250 | 0.45 | 1.00 | 0.663 |" in md
+
+
+def test_table3_says_whether_a_set_misses_or_over_calls() -> None:
+    """Found share and volume ratio, known answers: a set that misses half of each lesion, one
+    that finds all of it and calls 4× its volume, and a patient without lesion left out."""
+    cfg = SegmentConfig(scenarios=(2,), sets=("A", "B", "C"))
+    rows = lambda tp, fp, fn: [  # noqa: E731
+        {"case_id": f"c{i}", "dice": dice(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
+        for i in range(3)
+    ]
+    per_case = {
+        ("A", "post"): rows(50, 0, 50),  # finds half, calls nothing else
+        ("B", "post"): [  # all of it and 3× its volume outside; c9 has no lesion: left out
+            *rows(100, 300, 0),
+            {"case_id": "c9", "dice": 0.0, "tp": 0, "fp": 5, "fn": 0},
+        ],
+        ("C", "post"): [{"case_id": "c0", "dice": 0.0, "tp": 0, "fp": 0, "fn": 0}],
+    }
+    by = {c["set"]: c for c in table3(cfg, per_case, {})}
+    assert by["A"]["found_median"] == 0.5 and by["A"]["volume_ratio_median"] == 0.5
+    assert by["B"]["found_median"] == 1.0 and by["B"]["volume_ratio_median"] == 4.0
+    assert math.isnan(by["C"]["found_median"]) and math.isnan(by["C"]["volume_ratio_median"])
+    assert "| – | – |" in markdown(list(by.values()), "T")
 
 
 def test_failed_prediction_makes_its_cells_failed_and_keeps_the_rest() -> None:
