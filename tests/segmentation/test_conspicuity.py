@@ -55,6 +55,8 @@ def _row(level: str, cnr: float, calibrated: bool = False) -> dict:
         "cnr_post1_median": 50.0,
         "box_ssim_gain": 0.01 * cnr,
         "box_mae_gain": cnr,
+        "lesion_kept_synthetic": 0.4,
+        "lesion_kept_pre": math.nan,
         "s2_B_minus_A": 0.1,
         "s2_C_minus_A": -0.1,
         "s4_E_minus_D": 0.2,
@@ -69,6 +71,7 @@ def test_write_table_json_and_figure(tmp_path) -> None:
     order = [md.index(n) for n in ("| invisible", "| calibrated (calibrated)", "| visible")]
     assert order == sorted(order)
     assert "+0.100" in md and "–" in md  # a NaN gain shows as a dash
+    assert "| 0.40 | – | +0.100 |" in md  # lesion kept: synthetic, pre (NaN), then S2 B−A
     assert json.loads((tmp_path / "conspicuity.json").read_text())[0]["level"] == "visible"
     png = tmp_path / "conspicuity.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -110,10 +113,20 @@ def test_a_level_from_a_finished_study(tmp_path) -> None:
     ev = tmp_path / "runs" / "phase1" / "report"
     ev.mkdir(parents=True)
     (ev / "evaluation.json").write_text(json.dumps({"rows": [{"phase": 1}]}))
+    assert not K.finished(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"table3\.json"):
         K.from_study(tmp_path)
     res = tmp_path / "segmentation" / "results"
     res.mkdir(parents=True)
     (res / "table3.json").write_text(json.dumps([{"scenario": 2, "set": "A", "mean": 0.4}]))
-    rows, cells = K.from_study(tmp_path)
-    assert rows == [{"phase": 1}] and cells[0]["mean"] == 0.4
+    assert K.finished(tmp_path)  # a level run earlier is read back, not run again
+    evaluation, cells = K.from_study(tmp_path)
+    assert evaluation["rows"] == [{"phase": 1}] and cells[0]["mean"] == 0.4
+
+
+def test_lesion_kept_from_an_evaluation() -> None:
+    """The phase's kept shares as the evaluation writes them; NaN where it has none."""
+    ev = {"lesion_contrast": {"1": {"synthetic_kept": 0.40, "pre_kept": 0.70, "slices": 52}}}
+    assert K.lesion_kept(ev) == {"lesion_kept_synthetic": 0.40, "lesion_kept_pre": 0.70}
+    for missing in ({}, {"lesion_contrast": {}}, {"lesion_contrast": {"2": {}}}):
+        assert all(math.isnan(v) for v in K.lesion_kept(missing).values())

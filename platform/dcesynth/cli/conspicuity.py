@@ -46,26 +46,29 @@ def conspicuity(
         init_ray(address, num_cpus=(os.cpu_count() or 1) + 2, log_to_driver=False)
         results = []
         for lv in exp.levels:
+            folder = lv.study.resolve() if lv.study is not None else root / lv.name
             if lv.study is not None:  # the same preset's finished study holds this level
-                folder = lv.study.resolve()
                 step(f"{lv.name}: from the finished study {folder}")
-                cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
-                rows, cells = K.from_study(folder)
+            elif K.finished(folder):  # an earlier invocation finished it: read, not re-run
+                step(f"{lv.name}: finished earlier, read from {folder}")
             else:
-                folder = root / lv.name
-                cnr, rows, cells = _level(lv, base, exp, folder, step, run_study)
+                _level(lv, base, exp, folder, step, run_study)
+            cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
+            evaluation, cells = K.from_study(folder)
             row = {
                 "level": lv.name,
                 "calibrated": lv.calibrated,
                 "phantom": lv.phantom,
                 **cnr,
-                **K.box_gains(rows),
+                **K.box_gains(evaluation["rows"]),
+                **K.lesion_kept(evaluation),
                 **K.dice_gains(cells),
             }
             results.append(row)
             step(
                 f"{lv.name}: CNR pre {cnr['cnr_pre_median']:.2f}; box SSIM gain "
-                f"{row['box_ssim_gain']:+.3f}, S2 C−A {row['s2_C_minus_A']:+.3f}, "
+                f"{row['box_ssim_gain']:+.3f}, lesion kept {row['lesion_kept_synthetic']:.2f} "
+                f"(pre {row['lesion_kept_pre']:.2f}), S2 C−A {row['s2_C_minus_A']:+.3f}, "
                 f"S4 E−D {row['s4_E_minus_D']:+.3f}"
             )
             report = K.write(root, results, time.perf_counter() - t0)
@@ -73,22 +76,24 @@ def conspicuity(
     console.print(f"conspicuity finished in {time.perf_counter() - t0:.0f} s; {report}")
 
 
-def _level(lv, base: dict, exp, folder: Path, step, run_study) -> tuple[dict, list, list]:
-    """Run one level: phantom → ingest → CNR → phase-1 run and its evaluation → scenarios 2, 4."""
+def _level(lv, base: dict, exp, folder: Path, step, run_study) -> None:
+    """Run one level: phantom → ingest → phase-1 run and its evaluation → scenarios 2, 4.
+
+    Everything lands in ``folder`` in a study's layout (``runs/phase1/report/evaluation.json``,
+    ``segmentation/results/table3.json``), which the caller reads back.
+    """
     from dcesynth.cli.study import _cohort, _judge, _train
     from dcesynth.data.phantom import PhantomConfig
-    from dcesynth.segmentation import calibrate as C
 
     pcfg = PhantomConfig.model_validate({**base["phantom"].model_dump(), **lv.phantom})
     step(f"{lv.name}: phantom {lv.phantom or '(the default)'}")
     _cohort(pcfg, base["ingest"], folder, step)
-    cnr = C.summarise_cnr(C.cohort_cnr(folder / "phantom"))
     tcfg = base["phase1"].model_copy(
         update={"dataset": folder / "dataset", "runs_dir": folder / "runs"}
     )
     run = _train(tcfg, step)
     truth = folder / "phantom" / "ground_truth"
-    ev = _judge(run, base["evaluation"], truth, ("train", "val", "test"), step)
+    _judge(run, base["evaluation"], truth, ("train", "val", "test"), step)
     seg = base["segmentation"].model_copy(
         update={
             "dataset": folder / "dataset",
@@ -101,5 +106,4 @@ def _level(lv, base: dict, exp, folder: Path, step, run_study) -> tuple[dict, li
         }
     )
     seg = type(seg).model_validate(seg.model_dump())
-    res = run_study(seg, resume=(seg.study_dir / "study.json").is_file(), progress=False)
-    return cnr, ev.rows, res.cells
+    run_study(seg, resume=(seg.study_dir / "study.json").is_file(), progress=False)

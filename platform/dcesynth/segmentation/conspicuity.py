@@ -7,6 +7,10 @@ made it, and by the gains virtual contrast brought there:
 
 * tumour box: synthetic minus baseline (real pre) SSIM, and baseline minus synthetic MAE
   (positive = the synthetic image is closer to the real post-contrast one);
+* the lesion itself: the share of the real lesion-vs-ring contrast the synthetic image keeps,
+  beside the pre image's. The box gains alone can mislead: the box is mostly tissue around the
+  lesion, and a generator that renders that tissue right gains there while the lesion stays
+  invisible (measured: the `invisible` level's box SSIM gain exceeded the calibrated one's);
 * scenario 2 (tested on real post): Dice of B (real pre + synthetic) and C (synthetic alone)
   minus A (real pre) — the study's claim is that both are positive;
 * scenario 4 (tested on real pre): Dice of E (real post + synthetic) and C minus D (real post).
@@ -75,20 +79,39 @@ def box_gains(rows: list[dict], phase: int = 1) -> dict[str, float]:
     }
 
 
-def from_study(folder: Path) -> tuple[list[dict], list[dict]]:
-    """(phase-1 Table 2 rows, Table 3 cells) of a finished ``dcectl study`` folder.
+def lesion_kept(evaluation: dict, phase: int = 1) -> dict[str, float]:
+    """The share of the real lesion contrast the synthetic and the pre image keep (NaN if the
+    evaluation has none: no tumour slice stood out, or it predates the measurement)."""
+    lc = (evaluation.get("lesion_contrast") or {}).get(str(phase)) or {}
+    return {
+        "lesion_kept_synthetic": float(lc.get("synthetic_kept", math.nan)),
+        "lesion_kept_pre": float(lc.get("pre_kept", math.nan)),
+    }
+
+
+def _files(folder: Path) -> tuple[Path, Path]:
+    return (
+        folder / "runs" / "phase1" / "report" / "evaluation.json",
+        folder / "segmentation" / "results" / "table3.json",
+    )
+
+
+def finished(folder: Path) -> bool:
+    """Whether a level's folder (or a study's) holds its phase-1 evaluation and Table 3."""
+    return all(f.is_file() for f in _files(folder))
+
+
+def from_study(folder: Path) -> tuple[dict, list[dict]]:
+    """(phase-1 evaluation, Table 3 cells) of a finished level or ``dcectl study`` folder.
 
     Raises:
         FileNotFoundError: naming the file a finished study would have.
     """
-    files = (
-        folder / "runs" / "phase1" / "report" / "evaluation.json",
-        folder / "segmentation" / "results" / "table3.json",
-    )
+    files = _files(folder)
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"{f}: not found; is {folder} a finished `dcectl study`?")
-    return json.loads(files[0].read_text())["rows"], json.loads(files[1].read_text())
+    return json.loads(files[0].read_text()), json.loads(files[1].read_text())
 
 
 def dice_gains(cells: list[dict]) -> dict[str, float]:
@@ -110,18 +133,25 @@ def figure(results: list[dict], path: Path) -> Path:
 
     res = sorted(results, key=lambda r: r["cnr_pre_median"])
     x = [r["cnr_pre_median"] for r in res]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(15, 4.2))
     a1.plot(x, [r["box_ssim_gain"] for r in res], "o-", label="tumour-box SSIM gain")
     a1b = a1.twinx()
     a1b.plot(x, [r["box_mae_gain"] for r in res], "s--", color="C1", label="tumour-box MAE gain")
     a1.set_ylabel("SSIM: synthetic − baseline")
     a1b.set_ylabel("MAE: baseline − synthetic")
     a1.set_title("Virtual contrast in the tumour box (phase 1)")
+    nan = math.nan
+    a3.plot(x, [r.get("lesion_kept_synthetic", nan) for r in res], "o-", label="synthetic")
+    a3.plot(x, [r.get("lesion_kept_pre", nan) for r in res], "s--", label="pre image (baseline)")
+    a3.axhline(1, color="grey", lw=0.8, ls=":")
+    a3.set_ylabel("share of the real lesion-vs-ring contrast")
+    a3.set_title("Does the lesion stand out? (phase 1)")
+    a3.legend(fontsize=7, loc="best")
     for key, style in zip(GAIN_CELLS, ("o-", "^-", "s--", "v--"), strict=True):
         a2.plot(x, [r[key] for r in res], style, label=key.replace("_", " "))
     a2.set_ylabel("Dice gain")
     a2.set_title("Segmentation: scenario 2 (real post) and 4 (real pre)")
-    for ax in (a1, a2):
+    for ax in (a1, a3, a2):
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("median pre-contrast lesion CNR (measured)")
         for r in res:
@@ -155,16 +185,21 @@ def markdown(results: list[dict], wall_s: float) -> str:
     lines = [
         "# Conspicuity: how much pre-contrast signal virtual contrast needs\n",
         f"Wall time {wall_s / 60:.1f} min. Gains: synthetic over baseline (tumour box, phase 1);"
-        " Dice of a set minus its scenario's baseline set.\n",
-        "| level | CNR pre | CNR post 1 | box SSIM gain | box MAE gain | S2 B−A | S2 C−A | "
-        "S4 E−D | S4 C−D |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " lesion kept: the share of the real lesion-vs-ring contrast (phase 1; 1 = as"
+        " conspicuous as in the real post-contrast image); Dice of a set minus its scenario's"
+        " baseline set.\n",
+        "| level | CNR pre | CNR post 1 | box SSIM gain | box MAE gain | lesion kept: synthetic "
+        "| pre | S2 B−A | S2 C−A | S4 E−D | S4 C−D |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    g = lambda v: "–" if v is None or math.isnan(v) else f"{v:.2f}"  # noqa: E731
     for r in sorted(results, key=lambda r: r["cnr_pre_median"]):
         name = r["level"] + (" (calibrated)" if r.get("calibrated") else "")
         lines.append(
             f"| {name} | {r['cnr_pre_median']:.2f} | {r['cnr_post1_median']:.2f} | "
-            f"{f(r['box_ssim_gain'])} | {f(r['box_mae_gain'])} | {f(r['s2_B_minus_A'])} | "
+            f"{f(r['box_ssim_gain'])} | {f(r['box_mae_gain'])} | "
+            f"{g(r.get('lesion_kept_synthetic', math.nan))} | "
+            f"{g(r.get('lesion_kept_pre', math.nan))} | {f(r['s2_B_minus_A'])} | "
             f"{f(r['s2_C_minus_A'])} | {f(r['s4_E_minus_D'])} | {f(r['s4_C_minus_D'])} |"
         )
     return "\n".join(lines) + "\n\n![conspicuity](conspicuity.png)\n"
