@@ -68,7 +68,7 @@ def test_write_table_json_and_figure(tmp_path) -> None:
     """Rows come sorted by measured CNR; the calibrated level is named; the PNG exists."""
     results = [_row("visible", 12.0), _row("invisible", 0.5), _row("calibrated", 4.0, True)]
     md = K.write(tmp_path, results, 600.0).read_text()
-    order = [md.index(n) for n in ("| invisible", "| calibrated (calibrated)", "| visible")]
+    order = [md.index(n) for n in ("| invisible", "| **calibrated** (calibrated)", "| visible")]
     assert order == sorted(order)
     assert "+0.100" in md and "–" in md  # a NaN gain shows as a dash
     assert "| 0.40 | – | +0.100 |" in md  # lesion kept: synthetic, pre (NaN), then S2 B−A

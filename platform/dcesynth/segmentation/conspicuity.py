@@ -32,6 +32,12 @@ GAIN_CELLS = {
     "s4_E_minus_D": ((4, "E"), (4, "D")),
     "s4_C_minus_D": ((4, "C"), (4, "D")),
 }
+GAIN_LABELS = {
+    "s2_B_minus_A": "S2: B (pre + synthetic) − A (pre)",
+    "s2_C_minus_A": "S2: C (synthetic) − A (pre)",
+    "s4_E_minus_D": "S4: E (post + synthetic) − D (post)",
+    "s4_C_minus_D": "S4: C (synthetic) − D (post)",
+}
 
 
 class Level(StrictModel):
@@ -133,12 +139,15 @@ def figure(results: list[dict], path: Path) -> Path:
 
     res = sorted(results, key=lambda r: r["cnr_pre_median"])
     x = [r["cnr_pre_median"] for r in res]
-    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(16, 4.4))
     a1.plot(x, [r["box_ssim_gain"] for r in res], "o-", label="tumour-box SSIM gain")
     a1b = a1.twinx()
     a1b.plot(x, [r["box_mae_gain"] for r in res], "s--", color="C1", label="tumour-box MAE gain")
     a1.set_ylabel("SSIM: synthetic − baseline")
     a1b.set_ylabel("MAE: baseline − synthetic")
+    for ax in (a1, a1b):  # both scales from 0, so neither gain's height misleads
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(min(lo, 0.0), max(hi, 0.0))
     a1.set_title("Virtual contrast in the tumour box (phase 1)")
     nan = math.nan
     a3.plot(x, [r.get("lesion_kept_synthetic", nan) for r in res], "o-", label="synthetic")
@@ -148,9 +157,9 @@ def figure(results: list[dict], path: Path) -> Path:
     a3.set_title("Does the lesion stand out? (phase 1)")
     a3.legend(fontsize=7, loc="best")
     for key, style in zip(GAIN_CELLS, ("o-", "^-", "s--", "v--"), strict=True):
-        a2.plot(x, [r[key] for r in res], style, label=key.replace("_", " "))
+        a2.plot(x, [r[key] for r in res], style, label=GAIN_LABELS[key])
     a2.set_ylabel("Dice gain")
-    a2.set_title("Segmentation: scenario 2 (real post) and 4 (real pre)")
+    a2.set_title("Segmentation: Dice gains (S2: real post; S4: real pre)", fontsize=10)
     for ax in (a1, a3, a2):
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("median pre-contrast lesion CNR (measured)")
@@ -194,7 +203,7 @@ def markdown(results: list[dict], wall_s: float) -> str:
     ]
     g = lambda v: "–" if v is None or math.isnan(v) else f"{v:.2f}"  # noqa: E731
     for r in sorted(results, key=lambda r: r["cnr_pre_median"]):
-        name = r["level"] + (" (calibrated)" if r.get("calibrated") else "")
+        name = f"**{r['level']}** (calibrated)" if r.get("calibrated") else r["level"]
         lines.append(
             f"| {name} | {r['cnr_pre_median']:.2f} | {r['cnr_post1_median']:.2f} | "
             f"{f(r['box_ssim_gain'])} | {f(r['box_mae_gain'])} | "
