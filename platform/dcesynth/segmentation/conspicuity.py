@@ -193,7 +193,9 @@ def markdown(results: list[dict], wall_s: float) -> str:
     f = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.3f}"  # noqa: E731
     lines = [
         "# Conspicuity: how much pre-contrast signal virtual contrast needs\n",
-        f"Wall time {wall_s / 60:.1f} min. Gains: synthetic over baseline (tumour box, phase 1);"
+        f"Wall time of this invocation {wall_s / 60:.1f} min (levels read back from an earlier"
+        " invocation or a finished study not counted). Gains: synthetic over baseline (tumour"
+        " box, phase 1);"
         " lesion kept: the share of the real lesion-vs-ring contrast (phase 1; 1 = as"
         " conspicuous as in the real post-contrast image); Dice of a set minus its scenario's"
         " baseline set.\n",
