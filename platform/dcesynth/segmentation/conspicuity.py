@@ -149,9 +149,8 @@ def figure(results: list[dict], path: Path) -> Path:
         lo, hi = ax.get_ylim()
         ax.set_ylim(min(lo, 0.0), max(hi, 0.0))
     a1.set_title("Virtual contrast in the tumour box (phase 1)")
-    nan = math.nan
-    a3.plot(x, [r.get("lesion_kept_synthetic", nan) for r in res], "o-", label="synthetic")
-    a3.plot(x, [r.get("lesion_kept_pre", nan) for r in res], "s--", label="pre image (baseline)")
+    a3.plot(x, [r["lesion_kept_synthetic"] for r in res], "o-", label="synthetic")
+    a3.plot(x, [r["lesion_kept_pre"] for r in res], "s--", label="pre image (baseline)")
     a3.axhline(1, color="grey", lw=0.8, ls=":")
     a3.set_ylabel("share of the real lesion-vs-ring contrast")
     a3.set_title("Does the lesion stand out? (phase 1)")
@@ -189,8 +188,13 @@ def figure(results: list[dict], path: Path) -> Path:
     return path
 
 
+def _fmt(v: float | None, spec: str) -> str:
+    """A value in ``spec``, or a dash where it is missing or NaN (a failed or absent cell)."""
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
 def markdown(results: list[dict], wall_s: float) -> str:
-    f = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.3f}"  # noqa: E731
+    f = lambda v: _fmt(v, "+.3f")  # noqa: E731
     lines = [
         "# Conspicuity: how much pre-contrast signal virtual contrast needs\n",
         f"Wall time of this invocation {wall_s / 60:.1f} min (levels read back from an earlier"
@@ -203,14 +207,14 @@ def markdown(results: list[dict], wall_s: float) -> str:
         "| pre | S2 B−A | S2 C−A | S4 E−D | S4 C−D |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    g = lambda v: "–" if v is None or math.isnan(v) else f"{v:.2f}"  # noqa: E731
+    g = lambda v: _fmt(v, ".2f")  # noqa: E731
     for r in sorted(results, key=lambda r: r["cnr_pre_median"]):
         name = f"**{r['level']}** (calibrated)" if r.get("calibrated") else r["level"]
         lines.append(
             f"| {name} | {r['cnr_pre_median']:.2f} | {r['cnr_post1_median']:.2f} | "
             f"{f(r['box_ssim_gain'])} | {f(r['box_mae_gain'])} | "
-            f"{g(r.get('lesion_kept_synthetic', math.nan))} | "
-            f"{g(r.get('lesion_kept_pre', math.nan))} | {f(r['s2_B_minus_A'])} | "
+            f"{g(r['lesion_kept_synthetic'])} | {g(r['lesion_kept_pre'])} | "
+            f"{f(r['s2_B_minus_A'])} | "
             f"{f(r['s2_C_minus_A'])} | {f(r['s4_E_minus_D'])} | {f(r['s4_C_minus_D'])} |"
         )
     return "\n".join(lines) + "\n\n![conspicuity](conspicuity.png)\n"
