@@ -68,8 +68,10 @@ def test_write_table_json_and_figure(tmp_path) -> None:
     """Rows come sorted by measured CNR; the calibrated level is named; the PNG exists."""
     results = [_row("visible", 12.0), _row("invisible", 0.5), _row("calibrated", 4.0, True)]
     md = K.write(tmp_path, results, 600.0).read_text()
-    order = [md.index(n) for n in ("| invisible", "| **calibrated** (calibrated)", "| visible")]
+    order = [md.index(n) for n in ("| invisible", "| **calibrated** |", "| visible")]
     assert order == sorted(order)
+    other = [_row("real-world", 4.0, True)]  # a calibrated level by another name says so
+    assert "| **real-world** (calibrated) |" in K.markdown(other, 1.0)
     assert "+0.100" in md and "–" in md  # a NaN gain shows as a dash
     assert "| 0.40 | – | +0.100 |" in md  # lesion kept: synthetic, pre (NaN), then S2 B−A
     assert json.loads((tmp_path / "conspicuity.json").read_text())[0]["level"] == "visible"

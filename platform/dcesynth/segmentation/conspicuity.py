@@ -209,7 +209,9 @@ def markdown(results: list[dict], wall_s: float) -> str:
     ]
     g = lambda v: _fmt(v, ".2f")  # noqa: E731
     for r in sorted(results, key=lambda r: r["cnr_pre_median"]):
-        name = f"**{r['level']}** (calibrated)" if r.get("calibrated") else r["level"]
+        name = r["level"]
+        if r.get("calibrated"):  # bold; say why unless the level's name already does
+            name = f"**{name}**" + ("" if name == "calibrated" else " (calibrated)")
         lines.append(
             f"| {name} | {r['cnr_pre_median']:.2f} | {r['cnr_post1_median']:.2f} | "
             f"{f(r['box_ssim_gain'])} | {f(r['box_mae_gain'])} | "
