@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dcesynth.config import atomic_write_text
+from dcesynth.segmentation.results import cell
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def markdown(results: list[dict], budget: str) -> str:
         "Dice post→post | Dice post→pre | pre/post | post→pre/post | within ± 0.15 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    f = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+    f = cell
     for r in results:
         c, q = r["cnr"], r["ratios"]
         lines.append(

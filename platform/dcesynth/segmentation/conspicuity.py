@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from dcesynth.config import StrictModel, atomic_write_text
+from dcesynth.segmentation.results import cell
 
 GAIN_CELLS = {
     "s2_B_minus_A": ((2, "B"), (2, "A")),
@@ -188,13 +189,8 @@ def figure(results: list[dict], path: Path) -> Path:
     return path
 
 
-def _fmt(v: float | None, spec: str) -> str:
-    """A value in ``spec``, or a dash where it is missing or NaN (a failed or absent cell)."""
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
-
 def markdown(results: list[dict], wall_s: float) -> str:
-    f = lambda v: _fmt(v, "+.3f")  # noqa: E731
+    f = lambda v: cell(v, "+.3f")  # noqa: E731
     lines = [
         "# Conspicuity: how much pre-contrast signal virtual contrast needs\n",
         f"Wall time of this invocation {wall_s / 60:.1f} min (levels read back from an earlier"
@@ -207,7 +203,7 @@ def markdown(results: list[dict], wall_s: float) -> str:
         "| pre | S2 B−A | S2 C−A | S4 E−D | S4 C−D |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    g = lambda v: _fmt(v, ".2f")  # noqa: E731
+    g = lambda v: cell(v, ".2f")  # noqa: E731
     for r in sorted(results, key=lambda r: r["cnr_pre_median"]):
         name = r["level"]
         if r.get("calibrated"):  # bold; say why unless the level's name already does

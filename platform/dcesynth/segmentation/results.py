@@ -209,15 +209,17 @@ def claims_markdown(rows: list[dict]) -> str:
         here = f"{r['delta']:+.3f}, {r['found']}" if "delta" in r else "–"
         lines.append(
             f"| {r['scenario']} | {r['set']} vs {r['baseline']} | {r['study_delta']:+.3f}, "
-            f"{r['claim']} | {here} | {_f(r.get('p'), 4)} | {r['verdict']} |"
+            f"{r['claim']} | {here} | {cell(r.get('p'), '.4f')} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _f(v, digits: int = 3) -> str:
+def cell(v: float | None, spec: str = ".3f") -> str:
+    """A table cell: ``v`` in ``spec``, or a dash where it is missing or NaN (a failed or absent
+    cell). The segmentation tables (Table 3, calibration, conspicuity) all write numbers so."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{v:.{digits}f}"
+    return format(v, spec)
 
 
 def markdown(cells: list[dict], title: str) -> str:
@@ -231,14 +233,14 @@ def markdown(cells: list[dict], title: str) -> str:
         if "error" in c:
             body = f"failed: {c['error']} | | | | | | |"
         else:
-            p = "baseline" if c["set"] == c["baseline"] else _f(c.get("p_vs_baseline"), 4)
+            p = "baseline" if c["set"] == c["baseline"] else cell(c.get("p_vs_baseline"), ".4f")
             body = (
-                f"{_f(c['mean'])} ± {_f(c['sd'])} | {_f(c['median'])} | {c['n']} | "
-                f"{_f(c['global_dice'])} | {p} | {_f(c.get('found_median'), 2)} | "
-                f"{_f(c.get('volume_ratio_median'), 2)}"
+                f"{cell(c['mean'])} ± {cell(c['sd'])} | {cell(c['median'])} | {c['n']} | "
+                f"{cell(c['global_dice'])} | {p} | {cell(c.get('found_median'), '.2f')} | "
+                f"{cell(c.get('volume_ratio_median'), '.2f')}"
             )
         lines.append(
-            f"| {c['scenario']} | {c['set']} | {c['test']} | {body} | {_f(c['study_mean'])} |"
+            f"| {c['scenario']} | {c['set']} | {c['test']} | {body} | {cell(c['study_mean'])} |"
         )
     lines.append(
         "\nDice per test patient (ensemble of the folds, no post-processing); SD over patients; "
